@@ -1,0 +1,7 @@
+"""skannot: classifiers trained on noisy labels from several annotators."""
+
+from ._annot_mix import AnnotMixClassifier
+from ._nn import MLP
+
+__all__ = ["AnnotMixClassifier", "MLP"]
+__version__ = "0.1.0"

@@ -1,0 +1,638 @@
+"""The annot-mix classifier as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import LRScheduler, ProgressBar
+from torch import nn
+from torch.nn import functional as F
+
+from ._nn import MLP, AnnotMixModule
+from ._training import AnnotMixLoss, AnnotMixNet, CrowdDataset, PairBatchIterator, inference_chunks
+from ._validation import check_annotations
+from .metrics import annotation_accuracy_score
+
+#: Prefixes of the nested parameters passed on to the components, skorch style.
+PREFIXES = ("module__", "optimizer__", "lr_scheduler__", "callbacks__")
+#: Rows per forward pass of the GT model at prediction time.
+_ROW_CHUNK = 8192
+#: Upper bound on (pairs x C x C) floats held at once by the annotator head.
+_PAIR_BUDGET = 1 << 22
+#: Training instances over which annotators without any label are summarised.
+_REFERENCE_ROWS = 1024
+
+
+def resolve_device(device):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device into a torch.device."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} but CUDA is not available on this machine; use "
+                "device='cpu', or device='auto' to take a GPU only when there is one."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'auto'.")
+    return resolved
+
+
+class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier trained on noisy labels from several annotators with annot-mix.
+
+    Annot-mix [1]_ learns a ground-truth (GT) model ``p(y | x)`` jointly with an
+    annotator-performance (AP) model ``P(z | x, a, y)``, a C x C confusion
+    matrix for each (instance, annotator) pair, by maximising the marginal
+    likelihood ``sum_y p(y | x) P(z | x, a, y)`` of the observed annotations.
+    Mixup [2]_ is applied to (instance, annotator, label) triples.
+
+    Parameters
+    ----------
+    module : None, nn.Module class or nn.Module instance, default=None
+        GT model. ``None`` builds the tabular :class:`~skannot.MLP` from
+        ``hidden_sizes``, ``dropout`` and ``batch_norm``. A custom module's
+        ``forward(x)`` must return ``(logits, embedding)`` of shapes
+        (batch, n_classes) and (batch, embedding_dim); the AP head reads the
+        embedding (detached). A class is instantiated with the ``module__*``
+        parameters, plus ``n_features`` and ``n_classes`` when its constructor
+        takes them and they are not given; an instance is deep-copied.
+    hidden_sizes : tuple of int, default=(256, 128)
+        Hidden layer widths of the default MLP.
+    dropout : float in [0, 1), default=0.5
+        Dropout of the default MLP.
+    batch_norm : bool, default=True
+        Batch normalisation in the default MLP.
+    alpha : float >= 0, default=1.0
+        Mixing weights are drawn from Beta(alpha, alpha); ``alpha=0`` turns
+        mixup off.
+    eta : float in (1/n_classes, 1), default=0.9
+        Prior annotator accuracy: every confusion matrix starts with ``eta``
+        on its diagonal and ``(1 - eta) / (n_classes - 1)`` elsewhere.
+    annotator_embed_dim : int, default=128
+        Size of the learned annotator embedding.
+    annotator_hidden_size : int, default=128
+        Width of the AP head's hidden layer.
+    max_epochs : int, default=50
+        Passes over the training instances.
+    batch_size : int >= 2, default=64
+        Instances per batch; every observed label of those instances is a
+        training pair of the batch.
+    lr : float, default=1e-2
+        Learning rate.
+    optimizer : torch optimizer class, default=torch.optim.RAdam
+        Configure it further with ``optimizer__*`` (e.g.
+        ``optimizer__weight_decay=1e-4``).
+    lr_scheduler : {"cosine"} or None, default="cosine"
+        ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
+        (``lr_scheduler__*`` parameters go to
+        :class:`torch.optim.lr_scheduler.CosineAnnealingLR`); None keeps it
+        constant.
+    classes : array-like of shape (n_classes,), default=None
+        All class labels; by default the labels observed in ``Z``.
+    missing_label : scalar, str or None, default=-1
+        Marks a missing annotation in ``Z``. NaN, None and ``pandas.NA`` are
+        missing in float, object and DataFrame input in any case.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU if present).
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and mixup, so that
+        an int gives reproducible fits on the CPU. The global torch random
+        state is restored after ``fit``.
+    verbose : int, default=0
+        ``> 0`` prints the training loss per epoch and a progress bar.
+    warm_start : bool, default=False
+        If True and already fitted on data with the same features, classes
+        and annotators, ``fit`` continues from the current weights with a
+        fresh optimizer and a new learning-rate cycle of ``max_epochs``;
+        ``history_`` then records this latest fit.
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+        Extra skorch callbacks (e.g. ``skorch.callbacks.EarlyStopping``
+        monitoring ``train_loss``); ``callbacks__name__param`` sets their
+        parameters.
+    **kwargs
+        Nested parameters: ``module__*``, ``optimizer__*``, ``lr_scheduler__*``
+        and ``callbacks__*``, reachable by ``set_params`` and grid search.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Sorted class labels.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` was a DataFrame with string column names.
+    n_annotators_ : int
+        Number of annotator columns of ``Z``.
+    annotator_names_ : ndarray of shape (n_annotators_,)
+        Column names of ``Z`` when it was a DataFrame, else ``0 .. n_annotators_ - 1``.
+    annotator_confusion_ : ndarray of shape (n_annotators_, n_classes, n_classes)
+        Estimated confusion matrix of each annotator; entry ``[m, y, z]`` is
+        the probability that annotator ``m`` says ``classes_[z]`` when the
+        truth is ``classes_[y]``. It is ``P(z | x, m, y)`` averaged over the
+        training instances annotator ``m`` labelled, weighted by the estimated
+        posterior ``p(y | x)``, so its cost grows with the number of labels.
+        An annotator without labels is modelled as the average annotator
+        (the mean of the learned annotator embeddings), summarised over up to
+        1,024 training instances. Rows sum to 1.
+    annotator_accuracy_ : ndarray of shape (n_annotators_,)
+        Estimated probability that each annotator's label is correct on the
+        instances it labelled: ``mean_x sum_y p(y | x) P(z = y | x, m, y)``.
+    n_labels_per_annotator_ : ndarray of shape (n_annotators_,)
+        Number of observed training labels of each annotator.
+    net_ : AnnotMixNet
+        The fitted skorch net; ``net_.module_`` is the torch module.
+    history_ : skorch.History
+        Per-epoch record of the latest ``fit`` (``history_[:, "train_loss"]``).
+    device_ : torch.device
+        Device the model lives on.
+
+    References
+    ----------
+    .. [1] M. Herde, L. Lührs, D. Huseljic and B. Sick, "Annot-Mix: Learning
+       with Noisy Class Labels from Multiple Annotators via a Mixup
+       Extension", ECAI 2024.
+    .. [2] H. Zhang, M. Cisse, Y. N. Dauphin and D. Lopez-Paz, "mixup: Beyond
+       Empirical Risk Minimization", ICLR 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skannot import AnnotMixClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 4)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> Z = np.where(rng.random((200, 3)) < 0.8, y[:, None], 1 - y[:, None])
+    >>> Z[rng.random((200, 3)) < 0.3] = -1  # missing annotations
+    >>> clf = AnnotMixClassifier(max_epochs=5, random_state=0).fit(X, Z)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> clf.annotator_confusion_.shape
+    (3, 2, 2)
+    """
+
+    _parameter_constraints = {
+        "module": [None, callable],
+        "hidden_sizes": ["array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "eta": [Interval(Real, 0, 1, closed="neither")],
+        "annotator_embed_dim": [Interval(Integral, 1, None, closed="left")],
+        "annotator_hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [callable],
+        "lr_scheduler": [StrOptions({"cosine"}), None],
+        "classes": ["array-like", None],
+        "missing_label": "no_validation",
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "callbacks": [list, None],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        *,
+        hidden_sizes=(256, 128),
+        dropout=0.5,
+        batch_norm=True,
+        alpha=1.0,
+        eta=0.9,
+        annotator_embed_dim=128,
+        annotator_hidden_size=128,
+        max_epochs=50,
+        batch_size=64,
+        lr=1e-2,
+        optimizer=torch.optim.RAdam,
+        lr_scheduler="cosine",
+        classes=None,
+        missing_label=-1,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        callbacks=None,
+        **kwargs,
+    ):
+        self.module = module
+        self.hidden_sizes = hidden_sizes
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.alpha = alpha
+        self.eta = eta
+        self.annotator_embed_dim = annotator_embed_dim
+        self.annotator_hidden_size = annotator_hidden_size
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.classes = classes
+        self.missing_label = missing_label
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.callbacks = callbacks
+        _check_nested_names(kwargs)
+        self._nested_params = dict(kwargs)
+
+    # -- parameters --------------------------------------------------------
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update(self._nested_params)
+        return params
+
+    def set_params(self, **params):
+        nested = {key: params.pop(key) for key in list(params) if key.startswith(PREFIXES)}
+        super().set_params(**params)
+        self._nested_params.update(nested)
+        return self
+
+    def _params_for(self, prefix):
+        start = prefix + "__"
+        return {key[len(start) :]: value for key, value in self._nested_params.items() if key.startswith(start)}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    # -- fitting -----------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, Z):
+        """Fit the GT and AP models to instances and their noisy annotations.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training instances (numeric; NaN and inf are refused).
+        Z : array-like or DataFrame of shape (n_samples, n_annotators) or (n_samples,)
+            Annotations: ``Z[i, m]`` is annotator ``m``'s label of sample ``i``
+            or ``missing_label``. A 1-D array is a single annotator. Samples
+            without any label do not enter training.
+
+        Returns
+        -------
+        self : AnnotMixClassifier
+            The fitted estimator.
+        """
+        warm = self.warm_start and hasattr(self, "net_")
+        X = validate_data(self, X, dtype=np.float32, reset=not warm)
+        annotations, classes, names = check_annotations(
+            Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)
+        )
+        n_classes = len(classes)
+        if n_classes < 2:
+            raise ValueError(
+                f"Z holds a single class ({classes[0]!r}); a classifier needs at least two. "
+                "Pass classes=[...] listing every class if the others exist but were not observed."
+            )
+        if not 1 / n_classes < self.eta < 1:
+            raise ValueError(
+                f"eta={self.eta} must lie in (1/n_classes, 1) = ({1 / n_classes:.4g}, 1) for "
+                f"{n_classes} classes: annotators are assumed better than random guessing."
+            )
+        if warm:
+            self._check_warm_start(classes, annotations.n_annotators)
+        labelled = np.flatnonzero(np.diff(annotations.indptr) > 0)
+        if len(labelled) < 2:
+            raise ValueError(
+                "annot-mix needs at least 2 samples with an observed label; "
+                f"Z has {len(labelled)}."
+            )
+        device = resolve_device(self.device)
+
+        self.classes_ = classes
+        self.n_annotators_ = annotations.n_annotators
+        self.annotator_names_ = names if names is not None else np.arange(annotations.n_annotators)
+        self.device_ = device
+        train = annotations.subset(labelled)
+        dataset = CrowdDataset(torch.from_numpy(np.ascontiguousarray(X[labelled])), train)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(seed)
+            if warm:
+                self.net_.initialize_optimizer()
+                self.net_.initialize_history()
+            else:
+                self.net_ = self._build_net(X, n_classes, device)
+                self.net_.initialize()
+            self.net_.partial_fit(dataset)
+        self.history_ = self.net_.history
+        self._summarise_annotators(dataset.X, train)
+        return self
+
+    def _check_warm_start(self, classes, n_annotators):
+        if not np.array_equal(classes, self.classes_) or n_annotators != self.n_annotators_:
+            raise ValueError(
+                "warm_start=True continues training the fitted model, which needs the same "
+                f"classes and number of annotators: fitted on classes {self.classes_.tolist()} "
+                f"and {self.n_annotators_} annotators, got {classes.tolist()} and {n_annotators}. "
+                "Set warm_start=False to fit from scratch."
+            )
+
+    def _build_gt_model(self, n_features, n_classes):
+        params = self._params_for("module")
+        if self.module is None:
+            sizes = tuple(self.hidden_sizes)
+            if not sizes or not all(isinstance(s, Integral) and s > 0 for s in sizes):
+                raise ValueError(f"hidden_sizes={self.hidden_sizes!r} must be a non-empty sequence of positive ints.")
+            return MLP(n_features, n_classes, sizes, self.dropout, self.batch_norm, **params)
+        if isinstance(self.module, nn.Module):
+            if params:
+                raise ValueError(
+                    f"module__ parameters {sorted(params)} need module to be a class; "
+                    "module is an instance, so configure it before passing it."
+                )
+            return copy.deepcopy(self.module)
+        accepted = inspect.signature(self.module).parameters
+        for name, value in (("n_features", n_features), ("n_classes", n_classes)):
+            if name in accepted and name not in params:
+                params[name] = value
+        return self.module(**params)
+
+    def _build_net(self, X, n_classes, device):
+        gt_model = self._build_gt_model(X.shape[1], n_classes)
+        embedding_dim = _embedding_dim(gt_model, X[:2], n_classes)
+        module = AnnotMixModule(
+            gt_model,
+            n_annotators=self.n_annotators_,
+            instance_dim=embedding_dim,
+            n_classes=n_classes,
+            annotator_dim=self.annotator_embed_dim,
+            hidden_size=self.annotator_hidden_size,
+            eta=self.eta,
+        )
+        callbacks = list(self.callbacks or [])
+        if self.lr_scheduler == "cosine":
+            scheduler = LRScheduler(
+                policy=torch.optim.lr_scheduler.CosineAnnealingLR,
+                **{"T_max": max(self.max_epochs, 1), **self._params_for("lr_scheduler")},
+            )
+            callbacks.append(("lr_scheduler", scheduler))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        nested = {key: value for key, value in self._nested_params.items() if key.startswith(("optimizer__", "callbacks__"))}
+        return AnnotMixNet(
+            module=module,
+            criterion=AnnotMixLoss,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train=PairBatchIterator,
+            iterator_train__shuffle=True,
+            train_split=None,
+            callbacks=callbacks,
+            device=device,
+            verbose=self.verbose,
+            alpha=self.alpha,
+            **nested,
+        )
+
+    # -- annotator summaries -------------------------------------------------
+
+    def _summarise_annotators(self, X, annotations):
+        """Set ``annotator_confusion_`` and ``annotator_accuracy_`` (see the class docs)."""
+        module = self.net_.module_.eval()
+        n_annotators, n_classes = self.n_annotators_, len(self.classes_)
+        counts = annotations.labels_per_annotator()
+        self.n_labels_per_annotator_ = counts
+        unlabelled = counts == 0
+        if unlabelled.any():
+            with torch.no_grad():
+                table = module.annotator_embedding.weight
+                table[torch.from_numpy(unlabelled)] = table[torch.from_numpy(~unlabelled)].mean(0)
+
+        weighted = torch.zeros(n_annotators, n_classes, n_classes, dtype=torch.float64)
+        plain = torch.zeros_like(weighted)
+        mass = torch.zeros(n_annotators, n_classes, dtype=torch.float64)
+        samples = torch.from_numpy(annotations.samples)
+        annotators = torch.from_numpy(annotations.annotators)
+        rows_per_chunk = max(1, min(_ROW_CHUNK, _PAIR_BUDGET // (n_classes * n_classes * 8)))
+        with torch.inference_mode():
+            for start, stop in inference_chunks(len(X), rows_per_chunk):
+                lo, hi = annotations.indptr[start], annotations.indptr[stop]
+                rows = samples[lo:hi] - start
+                self._accumulate(module, X[start:stop], rows, annotators[lo:hi], weighted, plain, mass)
+            if unlabelled.any():
+                reference = torch.from_numpy(
+                    np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS]
+                )
+                stand_in = int(np.flatnonzero(unlabelled)[0])
+                part = [torch.zeros(1, n_classes, n_classes, dtype=torch.float64) for _ in range(2)]
+                part_mass = torch.zeros(1, n_classes, dtype=torch.float64)
+                self._accumulate(
+                    module,
+                    X[reference],
+                    torch.arange(len(reference)),
+                    torch.full((len(reference),), stand_in),
+                    *part,
+                    part_mass,
+                    target=torch.zeros(len(reference), dtype=torch.long),
+                )
+                weighted[unlabelled], plain[unlabelled], mass[unlabelled] = part[0], part[1], part_mass
+                counts = np.where(unlabelled, len(reference), counts)
+        counts = torch.from_numpy(counts).to(torch.float64)
+        eps = 1e-6
+        confusion = (weighted + eps * plain) / (mass + eps * counts[:, None])[:, :, None]
+        self.annotator_confusion_ = confusion.numpy()
+        self.annotator_accuracy_ = (torch.diagonal(weighted, dim1=1, dim2=2).sum(1) / counts).numpy()
+
+    def _accumulate(self, module, x, rows, annotators, weighted, plain, mass, target=None):
+        """Add ``p(y|x) P(z|x,a,y)`` over pairs ``(rows, annotators)`` into per-annotator sums."""
+        device = self.device_
+        logits, embedding = module.gt_model(x.to(device))
+        class_proba = F.softmax(logits, dim=1).double()
+        rows, annotators = rows.to(device), annotators.to(device)
+        confusion = module.annotator_log_confusion(
+            embedding[rows], module.annotator_embedding(annotators)
+        ).exp().double()
+        weights = class_proba[rows]
+        index = (annotators if target is None else target).cpu()
+        weighted.index_add_(0, index, (weights[:, :, None] * confusion).cpu())
+        plain.index_add_(0, index, confusion.cpu())
+        mass.index_add_(0, index, weights.cpu())
+
+    # -- prediction ----------------------------------------------------------
+
+    def _validated_X(self, X):
+        check_is_fitted(self)
+        return torch.from_numpy(validate_data(self, X, dtype=np.float32, reset=False))
+
+    def _log_class_proba(self, X):
+        module = self.net_.module_.eval()
+        out = []
+        with torch.inference_mode():
+            for start, stop in inference_chunks(len(X), _ROW_CHUNK):
+                logits = module(X[start:stop].to(self.device_))
+                out.append(F.log_softmax(logits.float(), dim=1).cpu())
+        return torch.cat(out) if out else torch.empty(0, len(self.classes_))
+
+    def predict_proba(self, X):
+        """Estimated class posteriors ``p(y | x)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``; rows sum to 1.
+        """
+        return self._log_class_proba(self._validated_X(X)).exp().numpy()
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed in log space.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return self._log_class_proba(self._validated_X(X)).numpy()
+
+    def predict(self, X):
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        log_proba = self._log_class_proba(self._validated_X(X))
+        return self.classes_[log_proba.argmax(1).numpy()]
+
+    def predict_annotator_proba(self, X, annotators=None):
+        """Probability of each annotator's label, ``P(z | x, a)``.
+
+        Computed in chunks whose memory does not grow with ``len(X)``; the
+        returned array itself has n_samples x n_annotators x n_classes entries.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        annotators : array-like of int of shape (n_selected,), default=None
+            Column indices of the annotators to predict; all by default.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_selected, n_classes)
+            ``proba[i, j, z]`` is the probability that annotator
+            ``annotators[j]`` labels sample ``i`` as ``classes_[z]``.
+        """
+        X = self._validated_X(X)
+        if annotators is None:
+            annotators = np.arange(self.n_annotators_)
+        annotators = np.asarray(annotators)
+        if annotators.ndim != 1 or annotators.dtype.kind not in "iu":
+            raise ValueError("annotators must be a 1-D array of annotator column indices.")
+        if len(annotators) and (annotators.min() < 0 or annotators.max() >= self.n_annotators_):
+            raise ValueError(f"annotators must lie in [0, {self.n_annotators_}); got {annotators.tolist()[:10]}.")
+        n_classes = len(self.classes_)
+        out = np.empty((len(X), len(annotators), n_classes), dtype=np.float32)
+        selected = torch.from_numpy(annotators.astype(np.int64)).to(self.device_)
+        rows_per_chunk = max(1, min(_ROW_CHUNK, _PAIR_BUDGET // max(1, len(annotators) * n_classes * n_classes)))
+        module = self.net_.module_.eval()
+        with torch.inference_mode():
+            for start, stop in inference_chunks(len(X), rows_per_chunk):
+                log_proba, _, _ = module.annotator_log_proba(X[start:stop].to(self.device_), selected)
+                out[start:stop] = log_proba.exp().cpu().numpy()
+        return out
+
+    def score(self, X, Z, sample_weight=None):
+        """Accuracy of the predictions against the observed annotations.
+
+        Every observed label in ``Z`` counts once; missing entries are
+        ignored. With a 1-D ``y`` this is plain accuracy. Used by
+        ``GridSearchCV`` and ``cross_val_score`` when no ``scoring`` is given.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        Z : array-like or DataFrame of shape (n_samples, n_annotators) or (n_samples,)
+            Annotations, with ``missing_label`` for missing entries.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample's labels.
+
+        Returns
+        -------
+        score : float
+        """
+        return annotation_accuracy_score(
+            Z, self.predict(X), missing_label=self.missing_label, sample_weight=sample_weight
+        )
+
+
+def _check_nested_names(kwargs):
+    unknown = [key for key in kwargs if not key.startswith(PREFIXES)]
+    if unknown:
+        raise TypeError(
+            f"AnnotMixClassifier got unexpected keyword argument(s) {unknown}; nested "
+            f"parameters must start with one of {list(PREFIXES)}."
+        )
+
+
+def _embedding_dim(gt_model, x, n_classes):
+    """Check the GT model's output contract on two rows and return its embedding size."""
+    was_training = gt_model.training
+    gt_model.eval()
+    with torch.no_grad():
+        out = gt_model(torch.from_numpy(np.ascontiguousarray(x)))
+    gt_model.train(was_training)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(
+            "The GT module's forward(x) must return (logits, embedding); got "
+            f"{type(out).__name__}. Return the class logits and the representation "
+            "the annotator model should read (e.g. the last hidden layer)."
+        )
+    logits, embedding = out
+    if logits.shape != (len(x), n_classes):
+        raise ValueError(
+            f"The GT module returned logits of shape {tuple(logits.shape)}; expected "
+            f"(batch, n_classes) = ({len(x)}, {n_classes})."
+        )
+    if embedding.dim() != 2 or embedding.shape[0] != len(x):
+        raise ValueError(
+            f"The GT module returned an embedding of shape {tuple(embedding.shape)}; "
+            "expected (batch, embedding_dim)."
+        )
+    return embedding.shape[1]

@@ -1,0 +1,189 @@
+"""Torch modules of annot-mix: the tabular backbone, the annotator head, and both joined.
+
+The ground-truth (GT) model maps instances to class logits and an instance
+embedding. The annotator-performance (AP) head maps the *detached* instance
+embedding and an annotator embedding to a C x C confusion matrix
+``P(z | x, a, y)`` whose row ``y`` is the distribution of the annotator's
+label ``z`` given the true class ``y``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class MLP(nn.Module):
+    """Default tabular GT model: an MLP that returns logits and an embedding.
+
+    Each hidden block is ``Linear -> BatchNorm1d (optional) -> ReLU -> Dropout``;
+    the output of the last block is the instance embedding and a final linear
+    layer gives the class logits.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features.
+    n_classes : int
+        Number of classes.
+    hidden_sizes : sequence of int, default=(256, 128)
+        Width of each hidden block. Must not be empty: the last block's output
+        is the embedding the annotator head reads.
+    dropout : float, default=0.5
+        Dropout probability after each hidden block.
+    batch_norm : bool, default=True
+        Whether to put batch normalisation in each hidden block.
+
+    Notes
+    -----
+    ``forward(x)`` takes ``x`` of shape (batch, n_features) and returns
+    ``(logits, embedding)`` of shapes (batch, n_classes) and
+    (batch, hidden_sizes[-1]). Any module with this contract can replace it
+    as ``AnnotMixClassifier(module=...)``.
+    """
+
+    def __init__(self, n_features, n_classes, hidden_sizes=(256, 128), dropout=0.5, batch_norm=True):
+        super().__init__()
+        if len(hidden_sizes) == 0:
+            raise ValueError("hidden_sizes must name at least one hidden layer.")
+        layers, width = [], n_features
+        for size in hidden_sizes:
+            layers.append(nn.Linear(width, size))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        embedding = self.body(x)
+        return self.head(embedding), embedding
+
+
+def eta_bias(n_classes, eta):
+    """Output bias of the AP head whose softmax rows put ``eta`` on the diagonal.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes C.
+    eta : float in (1/C, 1)
+        Prior probability that an annotator's label is correct.
+
+    Returns
+    -------
+    bias : Tensor of shape (C * C,)
+        Row-major flattened C x C matrix with ``log(eta (C - 1) / (1 - eta))``
+        on the diagonal and zero elsewhere.
+    """
+    diagonal = math.log(eta) - math.log1p(-eta) + math.log(n_classes - 1)
+    return (diagonal * torch.eye(n_classes)).flatten()
+
+
+class AnnotatorHead(nn.Module):
+    """AP model: confusion matrices from instance and annotator embeddings.
+
+    ``concat(instance_embedding, annotator_embedding) -> Linear -> ReLU ->
+    Linear(C * C)``, with the output weights zero and the output bias set by
+    :func:`eta_bias`, so that every confusion matrix starts with ``eta`` on
+    its diagonal and ``(1 - eta) / (C - 1)`` elsewhere.
+
+    Parameters
+    ----------
+    instance_dim : int
+        Size D of the GT model's instance embedding.
+    annotator_dim : int
+        Size E of the annotator embedding.
+    hidden_size : int
+        Width of the hidden layer.
+    n_classes : int
+        Number of classes C.
+    eta : float
+        Initial diagonal of the confusion matrices.
+    """
+
+    def __init__(self, instance_dim, annotator_dim, hidden_size, n_classes, eta):
+        super().__init__()
+        self.n_classes = n_classes
+        self.hidden = nn.Linear(instance_dim + annotator_dim, hidden_size)
+        self.output = nn.Linear(hidden_size, n_classes * n_classes)
+        with torch.no_grad():
+            self.output.weight.zero_()
+            self.output.bias.copy_(eta_bias(n_classes, eta))
+
+    def forward(self, instance_embedding, annotator_embedding):
+        """Log confusion matrices, shape (P, C, C); row ``y`` is ``log P(z | x, a, y)``."""
+        hidden = F.relu(self.hidden(torch.cat([instance_embedding, annotator_embedding], dim=1)))
+        logits = self.output(hidden).view(-1, self.n_classes, self.n_classes)
+        return F.log_softmax(logits, dim=-1)
+
+
+class AnnotMixModule(nn.Module):
+    """GT model, annotator embedding table and AP head in one module.
+
+    Parameters
+    ----------
+    gt_model : nn.Module
+        Maps x of shape (batch, ...) to ``(logits, embedding)`` of shapes
+        (batch, C) and (batch, D).
+    n_annotators : int
+        Number of annotators M (rows of the embedding table).
+    instance_dim : int
+        Size D of the GT model's embedding.
+    n_classes : int
+        Number of classes C.
+    annotator_dim : int, default=128
+        Size E of the annotator embedding.
+    hidden_size : int, default=128
+        Width of the AP head's hidden layer.
+    eta : float, default=0.9
+        Initial diagonal of the confusion matrices.
+    """
+
+    def __init__(self, gt_model, n_annotators, instance_dim, n_classes, annotator_dim=128, hidden_size=128, eta=0.9):
+        super().__init__()
+        self.gt_model = gt_model
+        self.annotator_embedding = nn.Embedding(n_annotators, annotator_dim)
+        self.annotator_head = AnnotatorHead(instance_dim, annotator_dim, hidden_size, n_classes, eta)
+
+    def forward(self, x):
+        """Class logits of shape (batch, C); what skorch calls for inference."""
+        return self.gt_model(x)[0]
+
+    def annotator_log_confusion(self, instance_embedding, annotator_embedding):
+        """``log P(z | x, a, y)`` of shape (P, C, C) from detached instance embeddings."""
+        return self.annotator_head(instance_embedding.detach(), annotator_embedding)
+
+    def annotator_log_proba(self, x, annotators):
+        """``log P(z | x, a)`` for every pair of a row of ``x`` and an annotator.
+
+        Parameters
+        ----------
+        x : Tensor of shape (B, ...)
+            Instances.
+        annotators : LongTensor of shape (A,)
+            Annotator indices.
+
+        Returns
+        -------
+        log_proba : Tensor of shape (B, A, C)
+        log_class_proba : Tensor of shape (B, C)
+            ``log p(y | x)``.
+        log_confusion : Tensor of shape (B, A, C, C)
+            ``log P(z | x, a, y)``.
+        """
+        logits, embedding = self.gt_model(x)
+        log_class_proba = F.log_softmax(logits, dim=1)
+        n, m = len(x), len(annotators)
+        log_confusion = self.annotator_log_confusion(
+            embedding.repeat_interleave(m, dim=0),
+            self.annotator_embedding(annotators).repeat(n, 1),
+        ).view(n, m, *logits.shape[1:], logits.shape[1])
+        log_proba = torch.logsumexp(log_class_proba[:, None, :, None] + log_confusion, dim=2)
+        return log_proba, log_class_proba, log_confusion

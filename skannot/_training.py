@@ -1,0 +1,224 @@
+"""Training machinery: batches of observed pairs, triple mixup, the loss, the skorch net.
+
+One training step (see :meth:`AnnotMixNet.train_step_single`):
+
+1. a batch of instances ``x`` (B, F) and the observed pairs of those instances
+   as ``(rows, annotators, labels)``, each of shape (P,);
+2. with ``alpha > 0``, every pair is mixed with a random partner pair of the
+   same batch: instance features, annotator embeddings and one-hot labels
+   with one ``lambda ~ Beta(alpha, alpha)`` per pair (:func:`mix_pairs`);
+3. the GT model gives ``log p(y | x~)`` and the detached embedding, the AP head
+   gives ``log P(z | x~, a~, y)``;
+4. :class:`AnnotMixLoss` is the negative marginal log-likelihood of the mixed
+   labels, averaged over pairs.
+
+Everything is tensor operations on whole batches; no Python loop runs over
+samples, annotators or pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+
+class CrowdDataset(Dataset):
+    """Instances with their observed annotations in CSR form.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+        Instances.
+    annotations : Annotations
+        Observed labels of the rows of ``X`` (see ``skannot._validation``).
+    """
+
+    def __init__(self, X, annotations):
+        self.X = X
+        self.indptr = torch.as_tensor(annotations.indptr, dtype=torch.long)
+        self.annotators = torch.as_tensor(annotations.annotators, dtype=torch.long)
+        self.labels = torch.as_tensor(annotations.labels, dtype=torch.long)
+
+    def __len__(self):
+        return len(self.X)
+
+    def batch(self, rows):
+        """Instances ``rows`` and their observed pairs.
+
+        Parameters
+        ----------
+        rows : LongTensor of shape (B,)
+            Sample indices.
+
+        Returns
+        -------
+        x : Tensor of shape (B, n_features)
+        pairs : tuple of three LongTensors of shape (P,)
+            ``(local_rows, annotators, labels)``: position of the pair's
+            instance within ``x``, the annotator and the class index.
+        """
+        starts = self.indptr[rows]
+        counts = self.indptr[rows + 1] - starts
+        local_rows = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        offsets = torch.cumsum(counts, 0) - counts
+        positions = torch.arange(int(counts.sum())) - offsets[local_rows] + starts[local_rows]
+        return self.X[rows], (local_rows, self.annotators[positions], self.labels[positions])
+
+
+class PairBatchIterator:
+    """Iterate over a :class:`CrowdDataset` in batches of instances.
+
+    Batches are cut from one (optionally shuffled) index tensor and gathered
+    with tensor indexing, instead of collating single items.
+
+    Parameters
+    ----------
+    dataset : CrowdDataset
+    batch_size : int
+    shuffle : bool, default=False
+        Draw a new order each epoch from torch's global generator. A trailing
+        batch of one instance is then dropped, since batch normalisation cannot
+        train on a single row; reshuffling gives that instance its turn in
+        other epochs.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def _n_rows(self):
+        n = len(self.dataset)
+        if self.shuffle and n > 1 and n % self.batch_size == 1:
+            return n - 1
+        return n
+
+    def __len__(self):
+        return -(-self._n_rows() // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        order = order[: self._n_rows()]
+        for rows in torch.split(order, self.batch_size):
+            yield self.dataset.batch(rows)
+
+
+def mix_pairs(tensor, lam, partner):
+    """Convex combination of each row with its partner row.
+
+    Parameters
+    ----------
+    tensor : Tensor of shape (P, ...)
+    lam : Tensor of shape (P,)
+        Weight of the row itself.
+    partner : LongTensor of shape (P,)
+        Index of each row's partner.
+
+    Returns
+    -------
+    mixed : Tensor of shape (P, ...)
+        ``lam * tensor + (1 - lam) * tensor[partner]``.
+    """
+    lam = lam.view(-1, *([1] * (tensor.dim() - 1))).to(tensor.dtype)
+    return lam * tensor + (1 - lam) * tensor[partner]
+
+
+class AnnotMixLoss(nn.Module):
+    """Negative marginal log-likelihood of (mixed) annotations.
+
+    For pair ``p`` with mixed one-hot label ``lam * e(z) + (1 - lam) * e(z')``::
+
+        log P(z | x, a) = logsumexp_y [log p(y | x) + log P(z | x, a, y)]
+        loss = -mean_p [lam_p log P(z_p | ...) + (1 - lam_p) log P(z'_p | ...)]
+
+    computed in log space throughout.
+    """
+
+    def forward(self, log_class_proba, log_confusion, labels, partner_labels, lam):
+        """
+        Parameters
+        ----------
+        log_class_proba : Tensor of shape (P, C)
+            ``log p(y | x)`` of each pair's (mixed) instance.
+        log_confusion : Tensor of shape (P, C, C)
+            ``log P(z | x, a, y)``; row ``y``, column ``z``.
+        labels, partner_labels : LongTensor of shape (P,)
+            Class index of the pair's own label and of its partner's label.
+        lam : Tensor of shape (P,)
+            Mixing weight of the pair's own label.
+
+        Returns
+        -------
+        loss : scalar Tensor
+        """
+        log_annotation_proba = torch.logsumexp(log_class_proba[:, :, None] + log_confusion, dim=1)
+        own = log_annotation_proba.gather(1, labels[:, None])[:, 0]
+        partner = log_annotation_proba.gather(1, partner_labels[:, None])[:, 0]
+        lam = lam.to(own.dtype)
+        return -(lam * own + (1 - lam) * partner).mean()
+
+
+class AnnotMixNet(NeuralNet):
+    """skorch net that trains an :class:`~skannot._nn.AnnotMixModule` with annot-mix.
+
+    It is built and owned by :class:`skannot.AnnotMixClassifier`; its
+    ``module`` is an initialised ``AnnotMixModule`` and its data a
+    :class:`CrowdDataset`.
+
+    Parameters
+    ----------
+    alpha : float
+        Beta(alpha, alpha) concentration of the mixing weights; 0 disables mixup.
+    *args, **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    def __init__(self, *args, alpha=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+
+    def mixing_weights(self, n_pairs, device):
+        """``lambda ~ Beta(alpha, alpha)`` and a random partner for each of ``n_pairs``."""
+        alpha = torch.tensor(float(self.alpha), device=device)
+        lam = torch.distributions.Beta(alpha, alpha).sample((n_pairs,))
+        partner = torch.randperm(n_pairs, device=device)
+        return lam, partner
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        x, pairs = batch
+        device = self.device
+        x = x.to(device, non_blocking=True)
+        rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
+        module = self.module_
+        annotator_embedding = module.annotator_embedding(annotators)
+        if self.alpha > 0:
+            lam, partner = self.mixing_weights(len(rows), x.device)
+            logits, embedding = module.gt_model(mix_pairs(x[rows], lam, partner))
+            annotator_embedding = mix_pairs(annotator_embedding, lam, partner)
+            partner_labels = labels[partner]
+        else:
+            logits, embedding = module.gt_model(x)
+            logits, embedding = logits[rows], embedding[rows]
+            lam = torch.ones(len(rows), device=x.device)
+            partner_labels = labels
+        log_confusion = module.annotator_log_confusion(embedding, annotator_embedding)
+        loss = self.criterion_(F.log_softmax(logits, dim=1), log_confusion, labels, partner_labels, lam)
+        loss.backward()
+        return {"loss": loss, "y_pred": logits}
+
+    def validation_step(self, batch, **fit_params):
+        raise NotImplementedError(
+            "AnnotMixNet trains without an internal validation split (train_split=None)."
+        )
+
+
+def inference_chunks(n_rows, chunk_size):
+    """Start and stop of consecutive chunks covering ``range(n_rows)``."""
+    starts = np.arange(0, n_rows, chunk_size)
+    return zip(starts, np.minimum(starts + chunk_size, n_rows))

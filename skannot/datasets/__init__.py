@@ -1,0 +1,6 @@
+"""Crowd data sets and annotator simulation."""
+
+from ._music_genres import fetch_music_genres, get_data_home
+from ._simulation import simulate_annotators
+
+__all__ = ["fetch_music_genres", "get_data_home", "simulate_annotators"]

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from skannot import AnnotMixClassifier
+from skannot._training import AnnotMixLoss, CrowdDataset, PairBatchIterator, mix_pairs
+from skannot._validation import check_annotations
+
+
+def test_mix_pairs_matches_hand_computation():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    lam = torch.tensor([0.25, 1.0, 0.5])
+    partner = torch.tensor([2, 0, 1])
+    expected = torch.tensor([[0.25 * 1 + 0.75 * 5, 0.25 * 2 + 0.75 * 6], [1.0 * 3, 1.0 * 4], [4.0, 5.0]])
+    torch.testing.assert_close(mix_pairs(x, lam, partner), expected)
+    onehot = F.one_hot(torch.tensor([0, 1, 1]), 2).float()
+    torch.testing.assert_close(mix_pairs(onehot, lam, partner), torch.tensor([[0.25, 0.75], [0.0, 1.0], [0.0, 1.0]]))
+
+
+def test_loss_matches_numpy_on_a_tiny_case():
+    rng = np.random.default_rng(0)
+    class_logits = rng.normal(size=(2, 3))
+    conf_logits = rng.normal(size=(2, 3, 3))
+    labels, partner_labels, lam = np.array([0, 2]), np.array([1, 2]), np.array([0.3, 1.0])
+
+    p = np.exp(class_logits) / np.exp(class_logits).sum(1, keepdims=True)
+    conf = np.exp(conf_logits) / np.exp(conf_logits).sum(2, keepdims=True)
+    annotation = np.einsum("py,pyz->pz", p, conf)
+    expected = -np.mean(
+        lam * np.log(annotation[[0, 1], labels]) + (1 - lam) * np.log(annotation[[0, 1], partner_labels])
+    )
+    loss = AnnotMixLoss()(
+        F.log_softmax(torch.tensor(class_logits), 1),
+        F.log_softmax(torch.tensor(conf_logits), 2),
+        torch.tensor(labels),
+        torch.tensor(partner_labels),
+        torch.tensor(lam),
+    )
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_batches_hold_only_observed_pairs():
+    Z = np.array([[0, -1, 1], [-1, -1, 2], [1, 1, -1], [-1, 0, -1]])
+    annotations, _, _ = check_annotations(Z)
+    X = torch.arange(8, dtype=torch.float32).view(4, 2)
+    x, (rows, annotators, labels) = CrowdDataset(X, annotations).batch(torch.tensor([2, 0, 3]))
+    torch.testing.assert_close(x, X[[2, 0, 3]])
+    observed = {(int(r), int(a), int(z)) for r, a, z in zip(rows, annotators, labels)}
+    assert observed == {(0, 0, 1), (0, 1, 1), (1, 0, 0), (1, 2, 1), (2, 1, 0)}
+
+
+def test_iterator_covers_every_row_once_and_drops_a_trailing_singleton():
+    annotations, _, _ = check_annotations(np.zeros((9, 1), dtype=int))
+    dataset = CrowdDataset(torch.arange(9, dtype=torch.float32)[:, None], annotations)
+    plain = list(PairBatchIterator(dataset, batch_size=4))
+    assert [len(x) for x, _ in plain] == [4, 4, 1]
+    shuffled = list(PairBatchIterator(dataset, batch_size=4, shuffle=True))
+    assert [len(x) for x, _ in shuffled] == [4, 4]
+    assert len(set(torch.cat([x for x, _ in shuffled])[:, 0].tolist())) == 8
+
+
+def _reference_loss(module, x, pairs, lam, partner):
+    """Pair by pair, as the paper writes it: mixed instance, mixed one-hot annotator, mixed label."""
+    rows, annotators, labels = (t.numpy() for t in pairs)
+    table = module.annotator_embedding.weight
+    total = 0.0
+    for p in range(len(rows)):
+        q = partner[p]
+        lp = float(lam[p])
+        x_mix = lp * x[rows[p]] + (1 - lp) * x[rows[q]]
+        onehot = torch.zeros(table.shape[0])
+        onehot[annotators[p]] += lp
+        onehot[annotators[q]] += 1 - lp
+        logits, embedding = module.gt_model(x_mix[None])
+        class_proba = F.softmax(logits, 1)[0]
+        confusion = module.annotator_head(embedding, (onehot @ table)[None]).exp()[0]
+        annotation = class_proba @ confusion
+        total += lp * torch.log(annotation[labels[p]]) + (1 - lp) * torch.log(annotation[labels[q]])
+    return -total / len(rows)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_fast_step_equals_reference_computation(alpha, crowd_data):
+    X, _, Z, _ = crowd_data
+    clf = AnnotMixClassifier(
+        hidden_sizes=(16, 8), dropout=0.0, batch_norm=False, max_epochs=1, alpha=alpha, random_state=0
+    ).fit(X[:40], Z[:40])
+    net = clf.net_
+    annotations, _, _ = check_annotations(Z[:40])
+    x, pairs = CrowdDataset(torch.from_numpy(X[:40]), annotations).batch(torch.arange(12))
+    n_pairs = len(pairs[0])
+    generator = torch.Generator().manual_seed(3)
+    lam = torch.rand(n_pairs, generator=generator) if alpha > 0 else torch.ones(n_pairs)
+    partner = torch.randperm(n_pairs, generator=generator) if alpha > 0 else torch.arange(n_pairs)
+    net.mixing_weights = lambda n, device: (lam, partner)
+    step = net.train_step_single((x, pairs))
+    with torch.no_grad():
+        expected = _reference_loss(net.module_, x, pairs, lam, partner)
+    assert step["loss"].item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_missing_entries_never_enter_the_loss(crowd_data):
+    """Changing what stands in missing cells (under another missing_label) changes nothing."""
+    X, _, Z, _ = crowd_data
+    Z_other = np.where(Z < 0, -7, Z)
+    fits = [
+        AnnotMixClassifier(max_epochs=2, missing_label=missing, random_state=0).fit(X, Zm)
+        for Zm, missing in ((Z, -1), (Z_other, -7))
+    ]
+    np.testing.assert_array_equal(fits[0].history_[:, "train_loss"], fits[1].history_[:, "train_loss"])
+    np.testing.assert_array_equal(fits[0].predict_proba(X), fits[1].predict_proba(X))

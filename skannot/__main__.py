@@ -30,19 +30,28 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=args.seed)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=args.seed
+    )
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     Z, confusion = simulate_annotators(
         X_train, y_train, n_annotators=10, accuracy=(0.2, 0.9), labels_per_sample=3, random_state=args.seed
     )
     observed = Z >= 0
-    true_accuracy = np.array([(Z[observed[:, m], m] == y_train[observed[:, m]]).mean() for m in range(Z.shape[1])])
-    print(f"digits: {len(X_train)} training images, {observed.sum()} noisy labels from {Z.shape[1]} annotators")
-    print(f"share of correct labels: {(Z[observed] == np.broadcast_to(y_train[:, None], Z.shape)[observed]).mean():.3f}")
+    true_accuracy = np.array(
+        [(Z[observed[:, m], m] == y_train[observed[:, m]]).mean() for m in range(Z.shape[1])]
+    )
+    print(
+        f"digits: {len(X_train)} training images, {observed.sum()} noisy labels from {Z.shape[1]} annotators"
+    )
+    correct = Z[observed] == np.broadcast_to(y_train[:, None], Z.shape)[observed]
+    print(f"share of correct labels: {correct.mean():.3f}")
 
     start = time.perf_counter()
-    clf = AnnotMixClassifier(max_epochs=args.epochs, device=args.device, random_state=args.seed).fit(X_train, Z)
+    clf = AnnotMixClassifier(max_epochs=args.epochs, device=args.device, random_state=args.seed).fit(
+        X_train, Z
+    )
     annot_mix_time = time.perf_counter() - start
     annot_mix_accuracy = clf.score(X_test, y_test)
 
@@ -53,9 +62,9 @@ def main(argv=None):
     majority_accuracy = float((mlp.predict(X_test.astype(np.float32)) == y_test).mean())
 
     print()
-    print(f"{'method':<28}{'test accuracy':>14}{'fit time [s]':>14}")
-    print(f"{'annot-mix (AnnotMixClassifier)':<28}{annot_mix_accuracy:>14.3f}{annot_mix_time:>14.1f}")
-    print(f"{'MLP on majority vote':<28}{majority_accuracy:>14.3f}{mlp_time:>14.1f}")
+    print(f"{'method':<32}{'test accuracy':>14}{'fit time [s]':>14}")
+    print(f"{'annot-mix (AnnotMixClassifier)':<32}{annot_mix_accuracy:>14.3f}{annot_mix_time:>14.1f}")
+    print(f"{'MLP on majority vote':<32}{majority_accuracy:>14.3f}{mlp_time:>14.1f}")
     print()
     print(f"{'annotator':<12}{'true accuracy':>15}{'estimated':>12}")
     for m, (true, estimated) in enumerate(zip(true_accuracy, clf.annotator_accuracy_)):

@@ -48,9 +48,7 @@ def resolve_device(device):
                 "device='cpu', or device='auto' to take a GPU only when there is one."
             )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
-            )
+            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
     elif resolved.type != "cpu":
         raise ValueError(f"device={device!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'auto'.")
     return resolved
@@ -275,7 +273,9 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
 
     def _params_for(self, prefix):
         start = prefix + "__"
-        return {key[len(start) :]: value for key, value in self._nested_params.items() if key.startswith(start)}
+        return {
+            key[len(start) :]: value for key, value in self._nested_params.items() if key.startswith(start)
+        }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -326,8 +326,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         labelled = np.flatnonzero(np.diff(annotations.indptr) > 0)
         if len(labelled) < 2:
             raise ValueError(
-                "annot-mix needs at least 2 samples with an observed label; "
-                f"Z has {len(labelled)}."
+                f"annot-mix needs at least 2 samples with an observed label; Z has {len(labelled)}."
             )
         device = resolve_device(self.device)
 
@@ -366,7 +365,9 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         if self.module is None:
             sizes = tuple(self.hidden_sizes)
             if not sizes or not all(isinstance(s, Integral) and s > 0 for s in sizes):
-                raise ValueError(f"hidden_sizes={self.hidden_sizes!r} must be a non-empty sequence of positive ints.")
+                raise ValueError(
+                    f"hidden_sizes={self.hidden_sizes!r} must be a non-empty sequence of positive ints."
+                )
             return MLP(n_features, n_classes, sizes, self.dropout, self.batch_norm, **params)
         if isinstance(self.module, nn.Module):
             if params:
@@ -402,7 +403,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(("lr_scheduler", scheduler))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        nested = {key: value for key, value in self._nested_params.items() if key.startswith(("optimizer__", "callbacks__"))}
+        nested = {
+            key: value
+            for key, value in self._nested_params.items()
+            if key.startswith(("optimizer__", "callbacks__"))
+        }
         return AnnotMixNet(
             module=module,
             criterion=AnnotMixLoss,
@@ -446,9 +451,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 rows = samples[lo:hi] - start
                 self._accumulate(module, X[start:stop], rows, annotators[lo:hi], weighted, plain, mass)
             if unlabelled.any():
-                reference = torch.from_numpy(
-                    np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS]
-                )
+                reference = torch.from_numpy(np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS])
                 stand_in = int(np.flatnonzero(unlabelled)[0])
                 part = [torch.zeros(1, n_classes, n_classes, dtype=torch.float64) for _ in range(2)]
                 part_mass = torch.zeros(1, n_classes, dtype=torch.float64)
@@ -475,9 +478,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         logits, embedding = module.gt_model(x.to(device))
         class_proba = F.softmax(logits, dim=1).double()
         rows, annotators = rows.to(device), annotators.to(device)
-        confusion = module.annotator_log_confusion(
-            embedding[rows], module.annotator_embedding(annotators)
-        ).exp().double()
+        confusion = (
+            module.annotator_log_confusion(embedding[rows], module.annotator_embedding(annotators))
+            .exp()
+            .double()
+        )
         weights = class_proba[rows]
         index = (annotators if target is None else target).cpu()
         weighted.index_add_(0, index, (weights[:, :, None] * confusion).cpu())
@@ -566,11 +571,15 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         if annotators.ndim != 1 or annotators.dtype.kind not in "iu":
             raise ValueError("annotators must be a 1-D array of annotator column indices.")
         if len(annotators) and (annotators.min() < 0 or annotators.max() >= self.n_annotators_):
-            raise ValueError(f"annotators must lie in [0, {self.n_annotators_}); got {annotators.tolist()[:10]}.")
+            raise ValueError(
+                f"annotators must lie in [0, {self.n_annotators_}); got {annotators.tolist()[:10]}."
+            )
         n_classes = len(self.classes_)
         out = np.empty((len(X), len(annotators), n_classes), dtype=np.float32)
         selected = torch.from_numpy(annotators.astype(np.int64)).to(self.device_)
-        rows_per_chunk = max(1, min(_ROW_CHUNK, _PAIR_BUDGET // max(1, len(annotators) * n_classes * n_classes)))
+        rows_per_chunk = max(
+            1, min(_ROW_CHUNK, _PAIR_BUDGET // max(1, len(annotators) * n_classes * n_classes))
+        )
         module = self.net_.module_.eval()
         with torch.inference_mode():
             for start, stop in inference_chunks(len(X), rows_per_chunk):

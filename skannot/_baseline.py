@@ -74,7 +74,9 @@ def fit_mlp(
             iterator_train__shuffle=True,
             iterator_train__drop_last=len(X) % batch_size == 1,
             train_split=None,
-            callbacks=[("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=max_epochs))],
+            callbacks=[
+                ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=max_epochs))
+            ],
             classes=np.arange(n_classes),
             verbose=0,
         )

@@ -146,7 +146,9 @@ class AnnotMixModule(nn.Module):
         Initial diagonal of the confusion matrices.
     """
 
-    def __init__(self, gt_model, n_annotators, instance_dim, n_classes, annotator_dim=128, hidden_size=128, eta=0.9):
+    def __init__(
+        self, gt_model, n_annotators, instance_dim, n_classes, annotator_dim=128, hidden_size=128, eta=0.9
+    ):
         super().__init__()
         self.gt_model = gt_model
         self.annotator_embedding = nn.Embedding(n_annotators, annotator_dim)

@@ -63,9 +63,7 @@ class Annotations:
         positions = np.repeat(starts - np.cumsum(counts) + counts, counts)
         positions += np.arange(counts.sum())
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return Annotations(
-            indptr, self.annotators[positions], self.labels[positions], self.n_annotators
-        )
+        return Annotations(indptr, self.annotators[positions], self.labels[positions], self.n_annotators)
 
 
 def _is_missing_scalar_nan(value):
@@ -100,7 +98,10 @@ def _as_label_array(Z):
         Z = Z.to_frame()
     if isinstance(Z, pd.DataFrame):
         names = np.asarray(Z.columns, dtype=object)
-        if all(pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) for dtype in Z.dtypes):
+        if all(
+            pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            for dtype in Z.dtypes
+        ):
             Z = Z.to_numpy(dtype=float, na_value=np.nan)
         else:
             Z = Z.to_numpy(dtype=object)

@@ -16,5 +16,7 @@ def crowd_data():
     y = rng.integers(0, 3, n)
     X = (centers[y] + rng.normal(size=(n, 2))).astype(np.float32)
     X = np.hstack([X, rng.normal(size=(n, 3)).astype(np.float32)])
-    Z, confusion = simulate_annotators(X, y, n_annotators=6, accuracy=(0.3, 0.95), labels_per_sample=3, random_state=1)
+    Z, confusion = simulate_annotators(
+        X, y, n_annotators=6, accuracy=(0.3, 0.95), labels_per_sample=3, random_state=1
+    )
     return X, y, Z, confusion

@@ -242,7 +242,9 @@ def test_verbose_prints_the_loss_per_epoch(crowd_data, capsys):
 
 def test_simulated_annotators_follow_their_confusion_matrices():
     y = np.random.default_rng(0).integers(0, 3, 30000)
-    Z, confusion = simulate_annotators(np.zeros((len(y), 1)), y, n_annotators=4, labels_per_sample=2, random_state=0)
+    Z, confusion = simulate_annotators(
+        np.zeros((len(y), 1)), y, n_annotators=4, labels_per_sample=2, random_state=0
+    )
     assert ((Z >= 0).sum(1) == 2).all()
     for m in range(4):
         observed = Z[:, m] >= 0

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from skannot._nn import MLP, AnnotMixModule, AnnotatorHead, eta_bias
+from skannot._nn import MLP, AnnotatorHead, AnnotMixModule, eta_bias
 
 
 @pytest.mark.parametrize("n_classes, eta", [(2, 0.9), (10, 0.9), (100, 0.02), (3, 0.999999)])

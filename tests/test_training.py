@@ -15,7 +15,9 @@ def test_mix_pairs_matches_hand_computation():
     expected = torch.tensor([[0.25 * 1 + 0.75 * 5, 0.25 * 2 + 0.75 * 6], [1.0 * 3, 1.0 * 4], [4.0, 5.0]])
     torch.testing.assert_close(mix_pairs(x, lam, partner), expected)
     onehot = F.one_hot(torch.tensor([0, 1, 1]), 2).float()
-    torch.testing.assert_close(mix_pairs(onehot, lam, partner), torch.tensor([[0.25, 0.75], [0.0, 1.0], [0.0, 1.0]]))
+    torch.testing.assert_close(
+        mix_pairs(onehot, lam, partner), torch.tensor([[0.25, 0.75], [0.0, 1.0], [0.0, 1.0]])
+    )
 
 
 def test_loss_matches_numpy_on_a_tiny_case():

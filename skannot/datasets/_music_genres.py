@@ -62,7 +62,7 @@ def _find_csv_folder(data_home):
 
 
 def _download(data_home, url):
-    """Download the archive, extract and verify the three CSVs into ``data_home/music_genre_classification``."""
+    """Download the archive; extract and verify the CSVs into ``data_home/music_genre_classification``."""
     target = data_home / ARCHIVE_FOLDER
     with tempfile.TemporaryDirectory(dir=data_home) as tmp:
         archive = Path(tmp) / "mturk-datasets.tar.gz"
@@ -70,7 +70,9 @@ def _download(data_home, url):
         with urllib.request.urlopen(request, timeout=60) as response, open(archive, "wb") as f:
             shutil.copyfileobj(response, f)
         with tarfile.open(archive) as tar:
-            members = {Path(m.name).name: m for m in tar.getmembers() if Path(m.name).parent.name == ARCHIVE_FOLDER}
+            members = {
+                Path(m.name).name: m for m in tar.getmembers() if Path(m.name).parent.name == ARCHIVE_FOLDER
+            }
             missing = sorted(set(CHECKSUMS) - set(members))
             if missing:
                 raise OSError(f"The archive at {url} lacks {missing}; it may have changed.")
@@ -147,10 +149,12 @@ def fetch_music_genres(data_home=None, *, download_if_missing=True, return_X_y=F
     song_position = pd.Series(np.arange(len(gold)), index=gold["id"])
     unknown = set(crowd["id"]) - set(gold["id"])
     if unknown:
-        raise ValueError(f"music_genre_mturk.csv names songs missing from the gold file: {sorted(unknown)[:3]}")
+        raise ValueError(
+            f"music_genre_mturk.csv names songs missing from the gold file: {sorted(unknown)[:3]}"
+        )
     Z = np.full((len(gold), len(annotator_ids)), -1, dtype=np.int64)
-    Z[song_position[crowd["id"]].to_numpy(), np.searchsorted(annotator_ids, crowd["annotator"])] = np.searchsorted(
-        target_names, crowd["class"]
+    Z[song_position[crowd["id"]].to_numpy(), np.searchsorted(annotator_ids, crowd["annotator"])] = (
+        np.searchsorted(target_names, crowd["class"])
     )
     X = gold[feature_names].to_numpy(dtype=np.float64)
     if return_X_y:

@@ -428,9 +428,13 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
     # -- annotator summaries -------------------------------------------------
 
     def _summarise_annotators(self, X, annotations):
-        """Set ``annotator_confusion_`` and ``annotator_accuracy_`` (see the class docs)."""
+        """Set ``annotator_confusion_`` and ``annotator_accuracy_`` (see the class docs).
+
+        Per annotator ``m`` it sums, over pairs ``(x, m)``: ``w = p(y | x)``,
+        ``w * P(. | x, m, y)`` and the unweighted ``P(. | x, m, y)``; the last
+        keeps a row well defined when the model gives class ``y`` no mass.
+        """
         module = self.net_.module_.eval()
-        n_annotators, n_classes = self.n_annotators_, len(self.classes_)
         counts = annotations.labels_per_annotator()
         self.n_labels_per_annotator_ = counts
         unlabelled = counts == 0
@@ -439,55 +443,48 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 table = module.annotator_embedding.weight
                 table[torch.from_numpy(unlabelled)] = table[torch.from_numpy(~unlabelled)].mean(0)
 
-        weighted = torch.zeros(n_annotators, n_classes, n_classes, dtype=torch.float64)
-        plain = torch.zeros_like(weighted)
-        mass = torch.zeros(n_annotators, n_classes, dtype=torch.float64)
-        samples = torch.from_numpy(annotations.samples)
-        annotators = torch.from_numpy(annotations.annotators)
-        rows_per_chunk = max(1, min(_ROW_CHUNK, _PAIR_BUDGET // (n_classes * n_classes * 8)))
+        sums = _AnnotatorSums(self.n_annotators_, len(self.classes_))
         with torch.inference_mode():
-            for start, stop in inference_chunks(len(X), rows_per_chunk):
+            samples = torch.from_numpy(annotations.samples)
+            annotators = torch.from_numpy(annotations.annotators)
+            max_labels = int(np.diff(annotations.indptr).max())
+            for start, stop in inference_chunks(len(X), self._rows_per_pair_chunk(max_labels)):
                 lo, hi = annotations.indptr[start], annotations.indptr[stop]
-                rows = samples[lo:hi] - start
-                self._accumulate(module, X[start:stop], rows, annotators[lo:hi], weighted, plain, mass)
-            if unlabelled.any():
-                reference = torch.from_numpy(np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS])
-                stand_in = int(np.flatnonzero(unlabelled)[0])
-                part = [torch.zeros(1, n_classes, n_classes, dtype=torch.float64) for _ in range(2)]
-                part_mass = torch.zeros(1, n_classes, dtype=torch.float64)
-                self._accumulate(
-                    module,
-                    X[reference],
-                    torch.arange(len(reference)),
-                    torch.full((len(reference),), stand_in),
-                    *part,
-                    part_mass,
-                    target=torch.zeros(len(reference), dtype=torch.long),
+                sums.add(
+                    annotators[lo:hi],
+                    *self._pair_posteriors(module, X[start:stop], samples[lo:hi] - start, annotators[lo:hi]),
                 )
-                weighted[unlabelled], plain[unlabelled], mass[unlabelled] = part[0], part[1], part_mass
+            if unlabelled.any():
+                # Every unlabelled annotator now has the same (mean) embedding:
+                # summarise that one stand-in over a fixed sample of instances.
+                stand_in = int(np.flatnonzero(unlabelled)[0])
+                reference = X[np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS]]
+                average = _AnnotatorSums(1, len(self.classes_))
+                for start, stop in inference_chunks(len(reference), self._rows_per_pair_chunk(1)):
+                    n = stop - start
+                    pairs = self._pair_posteriors(
+                        module, reference[start:stop], torch.arange(n), torch.full((n,), stand_in)
+                    )
+                    average.add(torch.zeros(n, dtype=torch.long), *pairs)
+                sums.assign(unlabelled, average)
                 counts = np.where(unlabelled, len(reference), counts)
-        counts = torch.from_numpy(counts).to(torch.float64)
-        eps = 1e-6
-        confusion = (weighted + eps * plain) / (mass + eps * counts[:, None])[:, :, None]
-        self.annotator_confusion_ = confusion.numpy()
-        self.annotator_accuracy_ = (torch.diagonal(weighted, dim1=1, dim2=2).sum(1) / counts).numpy()
+        self.annotator_confusion_, self.annotator_accuracy_ = sums.summaries(counts)
 
-    def _accumulate(self, module, x, rows, annotators, weighted, plain, mass, target=None):
-        """Add ``p(y|x) P(z|x,a,y)`` over pairs ``(rows, annotators)`` into per-annotator sums."""
+    def _rows_per_pair_chunk(self, pairs_per_row):
+        """Rows per chunk so that (pairs x C x C) stays within the memory budget."""
+        n_classes = len(self.classes_)
+        return max(1, min(_ROW_CHUNK, _PAIR_BUDGET // max(1, pairs_per_row * n_classes * n_classes)))
+
+    def _pair_posteriors(self, module, x, rows, annotators):
+        """``p(y | x)`` (P, C) and ``P(z | x, a, y)`` (P, C, C) of pairs, float64 on the CPU."""
         device = self.device_
         logits, embedding = module.gt_model(x.to(device))
-        class_proba = F.softmax(logits, dim=1).double()
         rows, annotators = rows.to(device), annotators.to(device)
-        confusion = (
-            module.annotator_log_confusion(embedding[rows], module.annotator_embedding(annotators))
-            .exp()
-            .double()
+        class_proba = F.softmax(logits.float(), dim=1)[rows]
+        log_confusion = module.annotator_log_confusion(
+            embedding[rows], module.annotator_embedding(annotators)
         )
-        weights = class_proba[rows]
-        index = (annotators if target is None else target).cpu()
-        weighted.index_add_(0, index, (weights[:, :, None] * confusion).cpu())
-        plain.index_add_(0, index, confusion.cpu())
-        mass.index_add_(0, index, weights.cpu())
+        return class_proba.double().cpu(), log_confusion.float().exp().double().cpu()
 
     # -- prediction ----------------------------------------------------------
 
@@ -574,12 +571,9 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"annotators must lie in [0, {self.n_annotators_}); got {annotators.tolist()[:10]}."
             )
-        n_classes = len(self.classes_)
-        out = np.empty((len(X), len(annotators), n_classes), dtype=np.float32)
+        out = np.empty((len(X), len(annotators), len(self.classes_)), dtype=np.float32)
         selected = torch.from_numpy(annotators.astype(np.int64)).to(self.device_)
-        rows_per_chunk = max(
-            1, min(_ROW_CHUNK, _PAIR_BUDGET // max(1, len(annotators) * n_classes * n_classes))
-        )
+        rows_per_chunk = self._rows_per_pair_chunk(len(annotators))
         module = self.net_.module_.eval()
         with torch.inference_mode():
             for start, stop in inference_chunks(len(X), rows_per_chunk):
@@ -609,6 +603,33 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         return annotation_accuracy_score(
             Z, self.predict(X), missing_label=self.missing_label, sample_weight=sample_weight
         )
+
+
+class _AnnotatorSums:
+    """Running per-annotator sums behind ``annotator_confusion_`` and ``annotator_accuracy_``."""
+
+    def __init__(self, n_annotators, n_classes):
+        self.weighted = torch.zeros(n_annotators, n_classes, n_classes, dtype=torch.float64)
+        self.plain = torch.zeros_like(self.weighted)
+        self.mass = torch.zeros(n_annotators, n_classes, dtype=torch.float64)
+
+    def add(self, annotators, class_proba, confusion):
+        self.weighted.index_add_(0, annotators, class_proba[:, :, None] * confusion)
+        self.plain.index_add_(0, annotators, confusion)
+        self.mass.index_add_(0, annotators, class_proba)
+
+    def assign(self, mask, other):
+        """Copy the sums of the single annotator of ``other`` into the annotators in ``mask``."""
+        mask = torch.from_numpy(mask)
+        self.weighted[mask], self.plain[mask], self.mass[mask] = other.weighted, other.plain, other.mass
+
+    def summaries(self, counts):
+        """Confusion matrices (M, C, C) and accuracies (M,) from the sums over ``counts`` pairs each."""
+        counts = torch.from_numpy(counts).to(torch.float64)
+        eps = 1e-6
+        confusion = (self.weighted + eps * self.plain) / (self.mass + eps * counts[:, None])[:, :, None]
+        accuracy = torch.diagonal(self.weighted, dim1=1, dim2=2).sum(1) / counts
+        return confusion.numpy(), accuracy.numpy()
 
 
 def _check_nested_names(kwargs):

@@ -252,3 +252,20 @@ def test_simulated_annotators_follow_their_confusion_matrices():
             rows = observed & (y == c)
             empirical = np.bincount(Z[rows, m], minlength=3) / rows.sum()
             np.testing.assert_allclose(empirical, confusion[m, c], atol=0.03)
+
+
+def test_annotator_confusion_is_the_posterior_weighted_mean_over_labelled_instances(fitted, crowd_data):
+    X, _, Z, _ = crowd_data
+    module = fitted.net_.module_.eval()
+    with torch.no_grad():
+        _, log_class, log_confusion = module.annotator_log_proba(torch.from_numpy(X), torch.arange(6))
+    class_proba, confusion = log_class.exp().double().numpy(), log_confusion.exp().double().numpy()
+    for m in range(6):
+        rows = Z[:, m] >= 0
+        weights = class_proba[rows]
+        expected = np.einsum("iy,iyz->yz", weights, confusion[rows, m]) / weights.sum(0)[:, None]
+        np.testing.assert_allclose(fitted.annotator_confusion_[m], expected, rtol=1e-4, atol=1e-6)
+        accuracy = (
+            np.einsum("iy,iy->", weights, np.diagonal(confusion[rows, m], axis1=1, axis2=2)) / rows.sum()
+        )
+        assert fitted.annotator_accuracy_[m] == pytest.approx(accuracy, rel=1e-5)

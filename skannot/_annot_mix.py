@@ -27,6 +27,9 @@ PREFIXES = ("module__", "optimizer__", "lr_scheduler__", "callbacks__")
 _ROW_CHUNK = 8192
 #: Upper bound on (pairs x C x C) floats held at once by the annotator head.
 _PAIR_BUDGET = 1 << 22
+#: Most classes ``fit`` accepts: the AP head's output layer and every batch
+#: hold C x C values per (instance, annotator) pair.
+_MAX_CLASSES = 1000
 #: Training instances over which annotators without any label are summarised.
 _REFERENCE_ROWS = 1024
 
@@ -163,6 +166,14 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
     device_ : torch.device
         Device the model lives on.
 
+    Notes
+    -----
+    Interrupting ``fit`` with Ctrl-C (``KeyboardInterrupt``) during training
+    ends the epoch loop early, as in skorch: ``fit`` then returns normally
+    with the weights reached so far, ``history_`` holds the epochs that were
+    started, and the estimator predicts. A fit that fails in any other way,
+    including a diverged loss, leaves the estimator unfitted.
+
     References
     ----------
     .. [1] M. Herde, L. Lührs, D. Huseljic and B. Sick, "Annot-Mix: Learning
@@ -295,15 +306,25 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
             Training instances (numeric; NaN and inf are refused).
-        Z : array-like or DataFrame of shape (n_samples, n_annotators) or (n_samples,)
+        Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
             Annotations: ``Z[i, m]`` is annotator ``m``'s label of sample ``i``
-            or ``missing_label``. A 1-D array is a single annotator. Samples
-            without any label do not enter training.
+            or ``missing_label``. A 1-D array is a single annotator. In a
+            scipy sparse matrix the stored entries are the labels (a stored 0
+            is class 0) and entries not stored are missing; it is never made
+            dense. Samples without any label do not enter training.
 
         Returns
         -------
         self : AnnotMixClassifier
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            For invalid parameters or data (see ``docs/reliability.md``).
+        skannot.exceptions.TrainingDivergedError
+            If the training loss becomes NaN or infinite; the estimator is
+            then left unfitted.
         """
         warm = self.warm_start and hasattr(self, "net_")
         X = validate_data(self, X, dtype=np.float32, reset=not warm)
@@ -311,9 +332,16 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)
         )
         n_classes = len(classes)
+        if n_classes > _MAX_CLASSES:
+            raise ValueError(
+                f"Z has {n_classes} classes; AnnotMixClassifier supports at most {_MAX_CLASSES}. "
+                "annot-mix models a C x C confusion matrix for every (instance, annotator) pair, "
+                "so memory grows with C**2 per label. Merge rare classes, or mark their labels as "
+                "missing."
+            )
         if n_classes < 2:
             raise ValueError(
-                f"Z holds a single class ({classes[0]!r}); a classifier needs at least two. "
+                f"Z holds a single class ({classes.tolist()[0]!r}); a classifier needs at least two. "
                 "Pass classes=[...] listing every class if the others exist but were not observed."
             )
         if not 1 / n_classes < self.eta < 1:
@@ -330,26 +358,37 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             )
         device = resolve_device(self.device)
 
-        self.classes_ = classes
-        self.n_annotators_ = annotations.n_annotators
-        self.annotator_names_ = names if names is not None else np.arange(annotations.n_annotators)
-        self.device_ = device
-        train = annotations.subset(labelled)
-        dataset = CrowdDataset(torch.from_numpy(np.ascontiguousarray(X[labelled])), train)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        cuda_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            if warm:
-                self.net_.initialize_optimizer()
-                self.net_.initialize_history()
-            else:
-                self.net_ = self._build_net(X, n_classes, device)
-                self.net_.initialize()
-            self.net_.partial_fit(dataset)
-        self.history_ = self.net_.history
-        self._summarise_annotators(dataset.X, train)
+        # A fit that fails from here on (diverged loss, out of memory, an
+        # interrupt outside skorch's epoch loop) must not leave a half-trained
+        # estimator that looks fitted.
+        try:
+            self.classes_ = classes
+            self.n_annotators_ = annotations.n_annotators
+            self.annotator_names_ = names if names is not None else np.arange(annotations.n_annotators)
+            self.device_ = device
+            train = annotations.subset(labelled)
+            dataset = CrowdDataset(torch.from_numpy(np.ascontiguousarray(X[labelled])), train)
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            cuda_devices = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda_devices):
+                torch.manual_seed(seed)
+                if warm:
+                    self.net_.initialize_optimizer()
+                    self.net_.initialize_history()
+                else:
+                    self.net_ = self._build_net(X, n_classes, device)
+                    self.net_.initialize()
+                self.net_.partial_fit(dataset)
+            self.history_ = self.net_.history
+            self._summarise_annotators(dataset.X, train)
+        except BaseException:
+            self._forget_fit()
+            raise
         return self
+
+    def _forget_fit(self):
+        for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]:
+            delattr(self, name)
 
     def _check_warm_start(self, classes, n_annotators):
         if not np.array_equal(classes, self.classes_) or n_annotators != self.n_annotators_:

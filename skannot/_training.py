@@ -18,12 +18,16 @@ samples, annotators or pairs.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from skorch import NeuralNet
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
+
+from .exceptions import TrainingDivergedError
 
 
 class CrowdDataset(Dataset):
@@ -211,6 +215,17 @@ class AnnotMixNet(NeuralNet):
         loss = self.criterion_(F.log_softmax(logits, dim=1), log_confusion, labels, partner_labels, lam)
         loss.backward()
         return {"loss": loss, "y_pred": logits}
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        # skorch has just stored the batch loss as a Python float, so this check
+        # costs no extra device synchronisation.
+        loss = self.history[-1, "batches", -1, "train_loss"]
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"The training loss became {loss} in epoch {len(self.history)}, batch "
+                f"{len(self.history[-1, 'batches'])}: training diverged. Lower lr (now {self.lr}) "
+                "or standardise the features of X (e.g. with StandardScaler)."
+            )
 
     def validation_step(self, batch, **fit_params):
         raise NotImplementedError(

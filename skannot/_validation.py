@@ -2,7 +2,8 @@
 
 Annotations arrive as a dense matrix ``Z`` of shape (n_samples, n_annotators)
 (numpy array of ints, floats, strings or objects, a list of lists, or a pandas
-DataFrame) or as a 1-D ``y`` for a single annotator. Internally only the
+DataFrame), as a scipy sparse matrix whose stored entries are the labels, or
+as a 1-D ``y`` for a single annotator. Internally only the
 *observed* entries are kept, in compressed sparse row (CSR) order, so memory
 and training cost grow with the number of labels and not with
 n_samples x n_annotators.
@@ -15,6 +16,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def _observed_classes(values):
         if np.any(values != np.round(values)):
             raise ValueError(
                 "Z contains non-integral float labels such as "
-                f"{values[values != np.round(values)][0]!r}; class labels must be "
+                f"{values[values != np.round(values)][0].item()!r}; class labels must be "
                 "integers or strings."
             )
         values = values.astype(np.int64)
@@ -143,8 +145,11 @@ def check_annotations(Z, *, missing_label=-1, classes=None, n_samples=None):
 
     Parameters
     ----------
-    Z : array-like or DataFrame of shape (n_samples, n_annotators) or (n_samples,)
-        Annotations; a 1-D array is a single annotator.
+    Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
+        Annotations; a 1-D array is a single annotator. In a scipy sparse
+        matrix the *stored* entries are the labels (an explicitly stored 0 is
+        the label 0) and every entry not stored is missing; it is never
+        converted to a dense matrix.
     missing_label : scalar, str, None or float("nan"), default=-1
         Value that marks a missing annotation. NaN, None and ``pandas.NA``
         entries are treated as missing in float and object arrays in any case.
@@ -164,30 +169,98 @@ def check_annotations(Z, *, missing_label=-1, classes=None, n_samples=None):
     """
     if Z is None:
         raise ValueError("Z is None; pass the annotation matrix of shape (n_samples, n_annotators).")
+    if sparse.issparse(Z):
+        coo = Z.tocoo()
+        _check_shape(coo.shape, n_samples)
+        annotations, classes_ = annotations_from_coordinates(
+            coo.row, coo.col, coo.data, shape=coo.shape, missing_label=missing_label, classes=classes
+        )
+        return annotations, classes_, None
     Z, names = _as_label_array(Z)
-    if Z.ndim != 2:
-        raise ValueError(
-            f"Z must be 1-D (one annotator) or 2-D (n_samples, n_annotators); got "
-            f"an array with {Z.ndim} dimensions and shape {Z.shape}."
-        )
-    if n_samples is not None and Z.shape[0] != n_samples:
-        raise ValueError(
-            f"X has {n_samples} samples but Z has {Z.shape[0]} rows; each row of Z "
-            "must hold the annotations of the sample in the same row of X."
-        )
-    if Z.shape[1] == 0:
-        raise ValueError("Z has no annotator columns.")
+    _check_shape(Z.shape, n_samples)
     if Z.dtype.kind not in "iufOUSb":
         raise ValueError(f"Z has dtype {Z.dtype}; labels must be integers, floats or strings.")
+    rows, cols = np.nonzero(~_missing_mask(Z, missing_label))
+    annotations, classes_ = annotations_from_coordinates(
+        rows, cols, Z[rows, cols], shape=Z.shape, missing_label=missing_label, classes=classes
+    )
+    return annotations, classes_, names
 
-    observed = ~_missing_mask(Z, missing_label)
-    rows, cols = np.nonzero(observed)
-    if len(rows) == 0:
+
+def _check_shape(shape, n_samples):
+    if len(shape) != 2:
+        raise ValueError(
+            f"Z must be 1-D (one annotator) or 2-D (n_samples, n_annotators); got "
+            f"an array with {len(shape)} dimensions and shape {shape}."
+        )
+    if n_samples is not None and shape[0] != n_samples:
+        raise ValueError(
+            f"X has {n_samples} samples but Z has {shape[0]} rows; each row of Z "
+            "must hold the annotations of the sample in the same row of X."
+        )
+    if shape[1] == 0:
+        raise ValueError("Z has no annotator columns.")
+
+
+def annotations_from_coordinates(samples, annotators, values, *, shape, missing_label=-1, classes=None):
+    """Build :class:`Annotations` from one (sample, annotator, label) triple per label.
+
+    The shared back end of dense, sparse and long-format input: its memory
+    grows with the number of triples, never with n_samples x n_annotators.
+    Triples whose value is ``missing_label`` (or NaN/None) are dropped.
+
+    Parameters
+    ----------
+    samples, annotators : array-like of int of shape (n_triples,)
+        Row and column of each label in the annotation matrix, in any order.
+    values : array-like of shape (n_triples,)
+        The labels (ints, integral floats or strings).
+    shape : tuple of (int, int)
+        ``(n_samples, n_annotators)`` of the annotation matrix.
+    missing_label : scalar, str, None or float("nan"), default=-1
+        Value that marks a missing annotation.
+    classes : array-like of shape (n_classes,), default=None
+        All class labels. If None, the sorted observed labels are used.
+
+    Returns
+    -------
+    annotations : Annotations
+        The observed labels in CSR order.
+    classes_ : ndarray of shape (n_classes,)
+        Sorted class labels.
+    """
+    n_samples, n_annotators = (int(n) for n in shape)
+    samples = np.asarray(samples).astype(np.int64, copy=False).ravel()
+    annotators = np.asarray(annotators).astype(np.int64, copy=False).ravel()
+    values = np.asarray(values).ravel()
+    if not len(samples) == len(annotators) == len(values):
+        raise ValueError(
+            f"samples, annotators and values must have one entry per label; got lengths "
+            f"{len(samples)}, {len(annotators)} and {len(values)}."
+        )
+    for name, index, size in (("sample", samples, n_samples), ("annotator", annotators, n_annotators)):
+        if len(index) and (index.min() < 0 or index.max() >= size):
+            raise ValueError(f"{name} indices must lie in [0, {size}); got values outside.")
+    observed = ~_missing_mask(values, missing_label)
+    if not observed.all():
+        samples, annotators, values = samples[observed], annotators[observed], values[observed]
+    if len(values) == 0:
         raise ValueError(
             f"Z has no observed label: every entry equals missing_label={missing_label!r} "
             "or is NaN/None. Check missing_label, or pass the annotations themselves."
         )
-    values = _observed_classes(Z[rows, cols])
+    key = samples * n_annotators + annotators
+    if np.any(np.diff(key) <= 0):
+        order = np.argsort(key, kind="stable")
+        samples, annotators, values, key = samples[order], annotators[order], values[order], key[order]
+        repeated = np.flatnonzero(np.diff(key) == 0)
+        if len(repeated):
+            i, m = samples[repeated[0]], annotators[repeated[0]]
+            raise ValueError(
+                f"Annotator {m} labels sample {i} more than once ({len(repeated)} repeated "
+                "(sample, annotator) pairs); keep one label per pair."
+            )
+    values = _observed_classes(values)
 
     if classes is None:
         classes_ = np.unique(values)
@@ -212,7 +285,6 @@ def check_annotations(Z, *, missing_label=-1, classes=None, n_samples=None):
             "missing_label that no annotator uses."
         )
     labels = np.searchsorted(classes_, values).astype(np.int64)
-    indptr = np.zeros(Z.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=Z.shape[0]), out=indptr[1:])
-    annotations = Annotations(indptr, cols.astype(np.int64), labels, Z.shape[1])
-    return annotations, classes_, names
+    indptr = np.zeros(n_samples + 1, dtype=np.int64)
+    np.cumsum(np.bincount(samples, minlength=n_samples), out=indptr[1:])
+    return Annotations(indptr, annotators, labels, n_annotators), classes_

@@ -1,0 +1,266 @@
+"""Reliability: bad input, sparse input, divergence, interruption, determinism, numerics.
+
+Each input-validation test here is a row of the table in docs/reliability.md;
+rows already covered elsewhere point to their tests in that table.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
+
+from skannot import AnnotMixClassifier
+from skannot._nn import eta_bias
+from skannot._training import AnnotMixLoss
+from skannot._validation import annotations_from_coordinates, check_annotations
+from skannot.exceptions import TrainingDivergedError
+
+TINY = {
+    "max_epochs": 2,
+    "hidden_sizes": (8,),
+    "annotator_embed_dim": 4,
+    "annotator_hidden_size": 4,
+    "random_state": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def small(crowd_data):
+    X, _, Z, _ = crowd_data
+    return X[:120], Z[:120]
+
+
+def _to_sparse(Z, kind=sparse.csr_matrix):
+    rows, cols = np.nonzero(Z >= 0)
+    return kind((Z[rows, cols], (rows, cols)), shape=Z.shape)
+
+
+# -- input validation (rows of the table in docs/reliability.md) --------------
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda X, Z: (X, np.int64(1)), "0 dimensions"),
+        (lambda X, Z: (X, None), "Z is None"),
+        (lambda X, Z: (X[:0], Z[:0]), "0 sample"),
+        (lambda X, Z: (X[:1], Z[:1]), "single class"),
+        (lambda X, Z: (X[:1], np.array([[0, 1, -1]])), "at least 2 samples with an observed label"),
+        (lambda X, Z: (X, Z[:, :0]), "no annotator columns"),
+        (lambda X, Z: (X, Z.astype(complex)), "dtype complex"),
+        (lambda X, Z: (X, _to_sparse(Z)[:-1]), "X has 120 samples but Z has 119 rows"),
+    ],
+)
+def test_degenerate_input_is_refused(make, message, small):
+    with pytest.raises(ValueError, match=message):
+        AnnotMixClassifier(**TINY).fit(*make(*small))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"classes": np.arange(1001)}, "1001 classes; AnnotMixClassifier supports at most 1000"),
+        ({"classes": [0, 1, 1, 2]}, "duplicates"),
+        ({"classes": ["a", "b"]}, "not in classes"),
+    ],
+)
+def test_bad_class_sets_are_refused(params, message, small):
+    with pytest.raises(ValueError, match=message):
+        AnnotMixClassifier(**TINY, **params).fit(*small)
+
+
+def test_classes_that_never_occur_get_a_probability_column(small):
+    X, Z = small
+    clf = AnnotMixClassifier(**TINY, classes=[0, 1, 2, 7]).fit(X, Z)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 4) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert clf.annotator_confusion_.shape == (6, 4, 4)
+
+
+def test_predict_with_other_number_of_features_is_refused(small):
+    X, Z = small
+    clf = AnnotMixClassifier(**TINY).fit(X, Z)
+    for method in (clf.predict, clf.predict_proba, clf.predict_annotator_proba):
+        with pytest.raises(ValueError, match="X has 4 features, but AnnotMixClassifier is expecting 5"):
+            method(X[:, :4])
+
+
+def test_more_than_ten_thousand_annotators_just_work(small):
+    X, Z = small
+    wide = sparse.hstack([_to_sparse(Z), sparse.csr_matrix((len(Z), 10_000), dtype=Z.dtype)]).tocsr()
+    clf = AnnotMixClassifier(**TINY).fit(X, wide)
+    assert clf.n_annotators_ == 10_006
+    assert clf.net_.module_.annotator_embedding.num_embeddings == 10_006
+    assert clf.annotator_confusion_.shape == (10_006, 3, 3)
+    assert np.isfinite(clf.annotator_confusion_).all()
+    np.testing.assert_allclose(clf.annotator_confusion_.sum(-1), 1, rtol=1e-6)
+
+
+# -- sparse and coordinate input ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [sparse.csr_matrix, sparse.csc_matrix, sparse.coo_matrix, sparse.csr_array])
+def test_sparse_annotations_equal_the_dense_matrix(kind):
+    Z = np.array([[0, -1, 1], [-1, -1, -1], [2, 2, -1], [-1, 0, -1]])
+    expected, classes, _ = check_annotations(Z)
+    got, sparse_classes, names = check_annotations(_to_sparse(Z, kind))
+    np.testing.assert_array_equal(sparse_classes, classes)
+    for field in ("indptr", "annotators", "labels"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(expected, field))
+    assert got.n_annotators == 3 and names is None
+
+
+def test_sparse_stored_zero_is_a_label_and_stored_missing_values_are_missing():
+    Z = sparse.csr_matrix(
+        (np.array([0.0, np.nan, -1.0, 1.0]), (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))), shape=(2, 3)
+    )
+    annotations, classes, _ = check_annotations(Z)
+    np.testing.assert_array_equal(classes, [0, 1])
+    np.testing.assert_array_equal(annotations.indptr, [0, 1, 2])
+    np.testing.assert_array_equal(annotations.annotators, [0, 1])
+
+
+def test_sparse_fit_matches_dense_fit(small):
+    X, Z = small
+    dense = AnnotMixClassifier(**TINY).fit(X, Z)
+    from_sparse = AnnotMixClassifier(**TINY).fit(X, _to_sparse(Z))
+    np.testing.assert_array_equal(from_sparse.predict_proba(X), dense.predict_proba(X))
+    assert from_sparse.score(X, _to_sparse(Z)) == dense.score(X, Z)
+
+
+def test_coordinates_in_any_order_give_csr_annotations():
+    Z = np.array([[0, -1, 1], [-1, -1, -1], [2, 2, -1]])
+    expected, _, _ = check_annotations(Z)
+    got, classes = annotations_from_coordinates(
+        [2, 0, 2, 0], [1, 2, 0, 0], ["c", "b", "c", "a"], shape=(3, 3), missing_label=None
+    )
+    np.testing.assert_array_equal(classes, ["a", "b", "c"])
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.annotators, expected.annotators)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+
+
+@pytest.mark.parametrize(
+    "samples, annotators, values, message",
+    [
+        ([0, 0], [1, 1], [0, 1], "Annotator 1 labels sample 0 more than once"),
+        ([0, 3], [0, 0], [0, 1], r"sample indices must lie in \[0, 3\)"),
+        ([0, 1], [0, -1], [0, 1], r"annotator indices must lie in \[0, 2\)"),
+        ([0, 1], [0, 1], [0], "one entry per label"),
+    ],
+)
+def test_bad_coordinates_are_refused(samples, annotators, values, message):
+    with pytest.raises(ValueError, match=message):
+        annotations_from_coordinates(samples, annotators, values, shape=(3, 2))
+
+
+def test_duplicate_entries_of_a_coo_matrix_are_refused():
+    Z = sparse.coo_matrix(([0, 1, 1], ([0, 0, 1], [1, 1, 0])), shape=(2, 2))
+    with pytest.raises(ValueError, match="more than once"):
+        check_annotations(Z)
+
+
+# -- divergence and interruption --------------------------------------------------
+
+
+def test_diverging_loss_raises_and_leaves_the_estimator_unfitted(small):
+    X, Z = small
+    state = torch.random.get_rng_state()
+    clf = AnnotMixClassifier(**TINY, lr=1e12)
+    with pytest.raises(TrainingDivergedError, match="training diverged. Lower lr") as info:
+        clf.fit(X, Z)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FloatingPointError)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clf)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+
+
+def test_diverging_warm_start_forgets_the_earlier_fit(small):
+    X, Z = small
+    clf = AnnotMixClassifier(**TINY, warm_start=True).fit(X, Z)
+    with torch.no_grad():
+        clf.net_.module_.gt_model.head.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="epoch 1, batch 1"):
+        clf.fit(X, Z)
+    assert not [name for name in vars(clf) if name.endswith("_") and not name.startswith("_")]
+
+
+class _InterruptAfter(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_keeps_the_weights_reached(small):
+    X, Z = small
+    params = {**TINY, "max_epochs": 5}
+    clf = AnnotMixClassifier(**params, callbacks=[_InterruptAfter(2)]).fit(X, Z)
+    assert len(clf.history_) == 2
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert np.isfinite(clf.annotator_confusion_).all()
+    # Two uninterrupted epochs of the same seed reach the same weights.
+    two_epochs = AnnotMixClassifier(**params, callbacks=[_InterruptAfter(99)])
+    two_epochs.set_params(max_epochs=2, lr_scheduler__T_max=5).fit(X, Z)
+    np.testing.assert_array_equal(two_epochs.predict_proba(X), proba)
+
+
+# -- determinism ------------------------------------------------------------------
+
+
+def test_same_seed_same_predictions_across_fits_and_pickle(small):
+    X, Z = small
+    clf = AnnotMixClassifier(**TINY)
+    first = clf.fit(X, Z).predict_proba(X)
+    np.testing.assert_array_equal(clf.fit(X, Z).predict_proba(X), first)
+    np.testing.assert_array_equal(AnnotMixClassifier(**TINY).fit(X, Z).predict_proba(X), first)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), first)
+
+
+def test_different_seed_gives_different_weights(small):
+    X, Z = small
+    a = AnnotMixClassifier(**TINY).fit(X, Z).net_.module_.state_dict()
+    b = AnnotMixClassifier(**{**TINY, "random_state": 1}).fit(X, Z).net_.module_.state_dict()
+    assert not any(torch.equal(a[name], b[name]) for name in a if name.endswith("weight"))
+
+
+# -- numerical safety -------------------------------------------------------------
+
+
+def test_loss_is_finite_where_probabilities_underflow():
+    # p(y | x) P(z | x, a, y) ~ exp(-2000): zero in float32, but not in log space.
+    log_class_proba = torch.log_softmax(torch.tensor([[0.0, -1000.0]]), dim=1)
+    log_confusion = torch.log_softmax(torch.tensor([[[0.0, -1000.0], [-1000.0, 0.0]]]), dim=-1)
+    loss = AnnotMixLoss()(log_class_proba, log_confusion, torch.tensor([1]), torch.tensor([1]), torch.ones(1))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(1000 - np.log(2))
+
+
+@pytest.mark.parametrize("n_classes", [2, 100])
+@pytest.mark.parametrize("closeness", ["random", "perfect"])
+def test_extreme_eta_keeps_outputs_finite_and_normalised(n_classes, closeness):
+    eta = 1 / n_classes + 1e-6 if closeness == "random" else 1 - 1e-7
+    bias = eta_bias(n_classes, eta).view(n_classes, n_classes)
+    prior = torch.softmax(bias.double(), dim=1)
+    torch.testing.assert_close(torch.diagonal(prior), torch.full((n_classes,), eta, dtype=torch.float64))
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, n_classes, 300)
+    X = (rng.normal(size=(300, 4)) + 0.05 * y[:, None]).astype(np.float32)
+    Z = np.where(rng.random((300, 3)) < 0.7, y[:, None], rng.integers(0, n_classes, (300, 3)))
+    clf = AnnotMixClassifier(**TINY, eta=eta, classes=np.arange(n_classes)).fit(X, Z)
+    assert np.isfinite(clf.history_[:, "train_loss"]).all()
+    for proba in (clf.predict_proba(X), clf.predict_annotator_proba(X[:20]), clf.annotator_confusion_):
+        assert np.isfinite(proba).all()
+        np.testing.assert_allclose(proba.sum(-1), 1, rtol=1e-4)

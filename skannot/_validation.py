@@ -148,8 +148,8 @@ def check_annotations(Z, *, missing_label=-1, classes=None, n_samples=None):
     Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
         Annotations; a 1-D array is a single annotator. In a scipy sparse
         matrix the *stored* entries are the labels (an explicitly stored 0 is
-        the label 0) and every entry not stored is missing; it is never
-        converted to a dense matrix.
+        the label 0), every entry not stored is missing, and stored missing
+        values are refused; it is never converted to a dense matrix.
     missing_label : scalar, str, None or float("nan"), default=-1
         Value that marks a missing annotation. NaN, None and ``pandas.NA``
         entries are treated as missing in float and object arrays in any case.
@@ -172,6 +172,15 @@ def check_annotations(Z, *, missing_label=-1, classes=None, n_samples=None):
     if sparse.issparse(Z):
         coo = Z.tocoo()
         _check_shape(coo.shape, n_samples)
+        if _missing_mask(coo.data, missing_label).any():
+            # scipy drops the zeros of a dense matrix it converts, so stored
+            # missing values mean the label 0 has most likely been lost.
+            raise ValueError(
+                f"Z is a sparse matrix that stores missing values (missing_label={missing_label!r} "
+                "or NaN). In a sparse Z every stored entry is a label and entries not stored "
+                "are missing; converting a dense Z with scipy drops its 0 labels. Build it from "
+                "the observed labels, e.g. csr_matrix((Z[Z != -1], np.nonzero(Z != -1)), shape=Z.shape)."
+            )
         annotations, classes_ = annotations_from_coordinates(
             coo.row, coo.col, coo.data, shape=coo.shape, missing_label=missing_label, classes=classes
         )

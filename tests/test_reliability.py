@@ -61,9 +61,31 @@ def test_degenerate_input_is_refused(make, message, small):
         AnnotMixClassifier(**TINY).fit(*make(*small))
 
 
+def _with_entry(Z, value, dtype):
+    Z = Z.astype(dtype)
+    Z[0, 0] = value
+    return Z
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda Z: _with_entry(Z, "cat", object), "mixes string and numeric"),
+        (lambda Z: _with_entry(Z, 1.5, float), "non-integral float labels such as 1.5"),
+        (lambda Z: _with_entry(Z, np.inf, float), "infinite labels"),
+        (lambda Z: np.where(Z >= 0, 4, -1), "single class"),
+    ],
+)
+def test_bad_labels_are_refused_by_fit(make, message, small):
+    X, Z = small
+    with pytest.raises(ValueError, match=message):
+        AnnotMixClassifier(**TINY).fit(X, make(Z))
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
+        ({"classes": [-1, 0, 1, 2]}, "missing_label=-1 is also a class label"),
         ({"classes": np.arange(1001)}, "1001 classes; AnnotMixClassifier supports at most 1000"),
         ({"classes": [0, 1, 1, 2]}, "duplicates"),
         ({"classes": ["a", "b"]}, "not in classes"),
@@ -116,14 +138,19 @@ def test_sparse_annotations_equal_the_dense_matrix(kind):
     assert got.n_annotators == 3 and names is None
 
 
-def test_sparse_stored_zero_is_a_label_and_stored_missing_values_are_missing():
-    Z = sparse.csr_matrix(
-        (np.array([0.0, np.nan, -1.0, 1.0]), (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))), shape=(2, 3)
-    )
+def test_sparse_stored_zero_is_a_label():
+    Z = sparse.csr_matrix((np.array([0, 1, 0]), (np.array([0, 1, 1]), np.array([0, 1, 2]))), shape=(2, 3))
     annotations, classes, _ = check_annotations(Z)
     np.testing.assert_array_equal(classes, [0, 1])
-    np.testing.assert_array_equal(annotations.indptr, [0, 1, 2])
-    np.testing.assert_array_equal(annotations.annotators, [0, 1])
+    np.testing.assert_array_equal(annotations.indptr, [0, 1, 3])
+    np.testing.assert_array_equal(annotations.labels, [0, 1, 0])
+
+
+@pytest.mark.parametrize("Z", [np.array([[0, -1], [1, 2]]), np.array([[0.0, np.nan], [1.0, 2.0]])])
+def test_sparse_matrix_converted_from_dense_is_refused(Z):
+    # csr_matrix(Z) keeps -1/NaN for the missing entries and drops the 0 labels.
+    with pytest.raises(ValueError, match="stores missing values"):
+        check_annotations(sparse.csr_matrix(Z))
 
 
 def test_sparse_fit_matches_dense_fit(small):

@@ -54,9 +54,9 @@ def annotation_problems(draw):
     container = draw(st.sampled_from(["numpy", "dataframe", "sparse", "list", "1d"]))
     params = {}
     if kind == "int":
-        Z = np.where(missing, -1, values).astype(np.int64)
+        Z = np.where(missing, -1, values).astype(draw(st.sampled_from([np.int64, np.int32, np.int16])))
     elif kind == "float":
-        Z = np.where(missing, np.nan, values).astype(float)
+        Z = np.where(missing, np.nan, values).astype(draw(st.sampled_from([np.float64, np.float32])))
     elif kind == "str" and container == "numpy":
         Z = np.where(missing, "?", values).astype(str)
         params["missing_label"] = "?"

@@ -219,11 +219,12 @@ class AnnotMixNet(NeuralNet):
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         # skorch has just stored the batch loss as a Python float, so this check
         # costs no extra device synchronisation.
-        loss = self.history[-1, "batches", -1, "train_loss"]
+        batches = self.history[-1]["batches"]
+        loss = batches[-1]["train_loss"]
         if not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"The training loss became {loss} in epoch {len(self.history)}, batch "
-                f"{len(self.history[-1, 'batches'])}: training diverged. Lower lr (now {self.lr}) "
+                f"{len(batches)}: training diverged. Lower lr (now {self.lr}) "
                 "or standardise the features of X (e.g. with StandardScaler)."
             )
 

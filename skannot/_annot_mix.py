@@ -124,7 +124,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         If True and already fitted on data with the same features, classes
         and annotators, ``fit`` continues from the current weights with a
         fresh optimizer and a new learning-rate cycle of ``max_epochs``;
-        ``history_`` then records this latest fit.
+        ``history_`` then records this latest fit. Training settings changed
+        with ``set_params`` in between (``lr``, ``alpha``, ``max_epochs``,
+        ``batch_size``, ``optimizer``, ``callbacks``) apply; the network's
+        shape (``module``, ``hidden_sizes``, embedding sizes) and ``eta``
+        stay those of the first fit.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks (e.g. ``skorch.callbacks.EarlyStopping``
         monitoring ``train_loss``); ``callbacks__name__param`` sets their
@@ -372,12 +376,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             cuda_devices = [device.index or 0] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(seed)
-                if warm:
-                    self.net_.initialize_optimizer()
-                    self.net_.initialize_history()
-                else:
-                    self.net_ = self._build_net(X, n_classes, device)
-                    self.net_.initialize()
+                # A warm start wraps the fitted module in a new net, so the current
+                # lr, alpha, max_epochs, batch_size, optimizer and callbacks apply.
+                module = self.net_.module_ if warm else self._build_module(X, n_classes)
+                self.net_ = self._build_net(module, device)
+                self.net_.initialize()
                 self.net_.partial_fit(dataset)
             self.history_ = self.net_.history
             self._summarise_annotators(dataset.X, train)
@@ -421,18 +424,19 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 params[name] = value
         return self.module(**params)
 
-    def _build_net(self, X, n_classes, device):
+    def _build_module(self, X, n_classes):
         gt_model = self._build_gt_model(X.shape[1], n_classes)
-        embedding_dim = _embedding_dim(gt_model, X[:2], n_classes)
-        module = AnnotMixModule(
+        return AnnotMixModule(
             gt_model,
             n_annotators=self.n_annotators_,
-            instance_dim=embedding_dim,
+            instance_dim=_embedding_dim(gt_model, X[:2], n_classes),
             n_classes=n_classes,
             annotator_dim=self.annotator_embed_dim,
             hidden_size=self.annotator_hidden_size,
             eta=self.eta,
         )
+
+    def _build_net(self, module, device):
         callbacks = list(self.callbacks or [])
         if self.lr_scheduler == "cosine":
             scheduler = LRScheduler(

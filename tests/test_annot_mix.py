@@ -206,9 +206,11 @@ def test_warm_start_continues_training(crowd_data):
     clf = AnnotMixClassifier(**FAST, warm_start=True, random_state=0).fit(X, Z)
     weights = clf.net_.module_.annotator_embedding.weight.detach().clone()
     module = clf.net_.module_
+    clf.set_params(lr=0.005, max_epochs=2)
     clf.fit(X, Z)
     assert clf.net_.module_ is module
-    assert len(clf.history_) == 3
+    assert len(clf.history_) == 2
+    assert clf.net_.optimizer_.param_groups[0]["initial_lr"] == 0.005
     assert not torch.equal(weights, module.annotator_embedding.weight)
     with pytest.raises(ValueError, match="warm_start"):
         clf.fit(X, Z[:, :4])

@@ -83,7 +83,8 @@ def _download(data_home, url):
             if _sha256(Path(tmp) / name) != expected:
                 raise OSError(
                     f"Checksum mismatch for {name} from {url}: the download is corrupt or the "
-                    "archive changed. Delete the partial files and try again."
+                    "archive changed. Nothing was cached; try again, or put the three verified "
+                    "CSV files into data_home yourself."
                 )
         target.mkdir(exist_ok=True)
         for name in CHECKSUMS:

@@ -62,6 +62,17 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, n_classes)
 
     def forward(self, x):
+        """Class logits and the last hidden layer.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+
+        Returns
+        -------
+        logits : Tensor of shape (batch, n_classes)
+        embedding : Tensor of shape (batch, hidden_sizes[-1])
+        """
         embedding = self.body(x)
         return self.head(embedding), embedding
 

@@ -1,0 +1,38 @@
+"""Griffe extension: render the reStructuredText bits of numpydoc docstrings as Markdown.
+
+The docstrings follow numpydoc, so they also read well in ``help()`` and in
+Sphinx. For the MkDocs site, ``:class:`~skannot.MLP``` and friends become
+cross-references (plain code when the target is not documented) and
+``.. [1]`` citations become a list.
+"""
+
+from __future__ import annotations
+
+import re
+
+import griffe
+
+_ROLE = re.compile(r":(?:class|func|meth|attr|mod|obj|data):`(?P<tilde>~?)(?P<target>[\w.]+)`")
+_CITATION = re.compile(r"^(?P<indent>\s*)\.\. \[(?P<label>\w+)\] ", re.MULTILINE)
+_CITED = re.compile(r"\[(?P<label>\w+)\]_")
+
+
+def _role(match):
+    target = match["target"]
+    shown = target.rsplit(".", 1)[-1] if match["tilde"] else target
+    return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+
+
+def to_markdown(text):
+    """Docstring text with roles, citations and citation labels in Markdown."""
+    text = _ROLE.sub(_role, text)
+    text = _CITATION.sub(lambda m: f"{m['indent']}- [{m['label']}] ", text)
+    return _CITED.sub(lambda m: f"[{m['label']}]", text)
+
+
+class NumpydocToMarkdown(griffe.Extension):
+    """Rewrite every docstring once the object tree is complete."""
+
+    def on_object(self, *, obj, **kwargs):
+        if obj.docstring is not None:
+            obj.docstring.value = to_markdown(obj.docstring.value)

@@ -1,0 +1,55 @@
+"""The documentation helpers in tools/: percent-script cells and numpydoc-to-Markdown rewriting."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_percent_script_cells_and_title(tmp_path):
+    pytest.importorskip("mkdocs")
+    examples = load("mkdocs_examples")
+    script = tmp_path / "demo.py"
+    script.write_text("# %% [markdown]\n# # A title\n#\n# Some *prose*.\n\n# %%\nx = 1\n\n# %%\n\nprint(x)\n")
+    assert examples._cells(script.read_text()) == [
+        (True, "# A title\n\nSome *prose*."),
+        (False, "x = 1"),
+        (False, "print(x)"),
+    ]
+    assert examples._title(script) == "A title"
+
+
+def test_run_collects_output_and_figures(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("matplotlib")
+    examples = load("mkdocs_examples")
+    script = tmp_path / "demo.py"
+    script.write_text(
+        "# %% [markdown]\n# # Demo\n\n# %%\nimport matplotlib.pyplot as plt\nprint('hello')\n"
+        "plt.plot([1, 2])\nplt.show()\n"
+    )
+    parts, images = examples._run(script, tmp_path)
+    assert parts[0] == "# Demo"
+    assert "```text\nhello\n```" in parts
+    assert list(images) == ["demo_1.png"] and images["demo_1.png"].startswith(b"\x89PNG")
+    assert parts[-1] == "![Figure 1 of demo](img/demo_1.png)"
+
+
+def test_numpydoc_roles_and_citations_become_markdown():
+    pytest.importorskip("griffe")
+    numpydoc = load("griffe_numpydoc")
+    text = "Uses :class:`~skannot.MLP` and :func:`f` [1]_.\n\nReferences\n----------\n.. [1] A paper."
+    assert numpydoc.to_markdown(text) == (
+        'Uses <autoref identifier="skannot.MLP" optional><code>MLP</code></autoref> and '
+        '<autoref identifier="f" optional><code>f</code></autoref> [1].\n\n'
+        "References\n----------\n- [1] A paper."
+    )

@@ -92,11 +92,15 @@ ax = plot_annotator_accuracy(clf, true=true_accuracy)
 plt.show()
 
 # %% [markdown]
-# The model's annotator head is conditioned on the instance, so it can learn
-# *where* the instance-dependent annotators are reliable.
+# The model's annotator head is conditioned on the instance, so it can in
+# principle learn *where* the instance-dependent annotators are reliable.
 # `predict_annotator_proba` gives `P(z | x, a)`; its value at the true class is
-# the probability that annotator `a` labels `x` correctly, which the
-# simulation knows as `correct_proba`.
+# the estimated probability that annotator `a` labels `x` correctly, which the
+# simulation knows as `correct_proba`. The boxes compare it inside and outside
+# each annotator's regions of expertise. With a few hundred labels per
+# annotator, as here, the separation is partial at best: instance-dependent
+# noise needs many more labels per annotator to be learned than a confusion
+# matrix does.
 
 # %%
 _, test_index = train_test_split(np.arange(len(crowd.target)), test_size=0.3, random_state=0)

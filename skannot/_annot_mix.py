@@ -300,6 +300,14 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_label = False
         return tags
 
+    def __setstate__(self, state):
+        # skorch moves a GPU-trained net to the CPU when it is unpickled on a machine
+        # without CUDA; prediction must send its inputs to where the weights now are.
+        device = state.get("device_")
+        if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+            state = {**state, "device_": torch.device("cpu")}
+        super().__setstate__(state)
+
     # -- fitting -----------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -330,8 +338,14 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             If the training loss becomes NaN or infinite; the estimator is
             then left unfitted.
         """
+        if Z is None:
+            # sklearn's wording, which its estimator checks and users of other classifiers know.
+            raise ValueError(
+                "AnnotMixClassifier requires y to be passed, but the target y is None; pass the "
+                "annotations Z of shape (n_samples, n_annotators), or a 1-D y for one annotator."
+            )
         warm = self.warm_start and hasattr(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, reset=not warm)
+        X = validate_data(self, X, dtype=np.float32, reset=not warm, ensure_min_samples=2)
         annotations, classes, names = check_annotations(
             Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)
         )
@@ -624,12 +638,56 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 out[start:stop] = log_proba.exp().cpu().numpy()
         return out
 
+    def _annotation_log_likelihood(self, X, annotations):
+        """``log P(z | x, a)`` of each observed label, from the pairs only.
+
+        Parameters
+        ----------
+        X : Tensor of shape (n_samples, n_features)
+            Validated instances.
+        annotations : Annotations
+            Observed labels of the rows of ``X``, with class indices into
+            ``classes_``.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_labels,)
+            In the CSR order of ``annotations``.
+        """
+        module = self.net_.module_.eval()
+        n_classes = len(self.classes_)
+        out = torch.empty(annotations.n_labels, dtype=torch.float64)
+        samples = torch.from_numpy(annotations.samples)
+        annotators = torch.from_numpy(annotations.annotators)
+        labels = torch.from_numpy(annotations.labels)
+        rows_per_chunk = max(1, min(_ROW_CHUNK, _PAIR_BUDGET // (n_classes * n_classes * 8)))
+        device = self.device_
+        with torch.inference_mode():
+            for start, stop in inference_chunks(len(X), rows_per_chunk):
+                lo, hi = annotations.indptr[start], annotations.indptr[stop]
+                if lo == hi:
+                    continue
+                logits, embedding = module.gt_model(X[start:stop].to(device))
+                rows = (samples[lo:hi] - start).to(device)
+                log_confusion = module.annotator_log_confusion(
+                    embedding[rows], module.annotator_embedding(annotators[lo:hi].to(device))
+                )
+                log_class_proba = F.log_softmax(logits.double(), dim=1)[rows]
+                log_proba = torch.logsumexp(log_class_proba[:, :, None] + log_confusion.double(), dim=1)
+                out[lo:hi] = log_proba.gather(1, labels[lo:hi, None].to(device))[:, 0].cpu()
+        return out.numpy()
+
     def score(self, X, Z, sample_weight=None):
         """Accuracy of the predictions against the observed annotations.
 
         Every observed label in ``Z`` counts once; missing entries are
         ignored. With a 1-D ``y`` this is plain accuracy. Used by
         ``GridSearchCV`` and ``cross_val_score`` when no ``scoring`` is given.
+        Accuracy is chosen over the log-likelihood of the annotations
+        (:func:`skannot.metrics.annotation_log_likelihood_scorer`) because it
+        judges only the class predictions, so it compares with any other
+        classifier scored on the same annotations and reads like ordinary
+        accuracy; see ``docs/user_guide/model_selection.md``.
 
         Parameters
         ----------

@@ -82,7 +82,9 @@ def _missing_mask(values, missing_label):
     if values.dtype.kind == "O":
         mask = pd.isna(values)
         if not _is_missing_scalar_nan(missing_label):
-            mask |= values == missing_label
+            # Compare the present entries only: pandas.NA == x is neither True nor False.
+            present = ~mask
+            mask[present] = values[present] == missing_label
         return mask
     if _is_missing_scalar_nan(missing_label):
         return np.zeros(values.shape, dtype=bool)
@@ -132,7 +134,7 @@ def _observed_classes(values):
             raise ValueError("Z contains infinite labels; mark missing labels with NaN.")
         if np.any(values != np.round(values)):
             raise ValueError(
-                "Z contains non-integral float labels such as "
+                "Z contains non-integral (continuous) float labels such as "
                 f"{values[values != np.round(values)][0].item()!r}; class labels must be "
                 "integers or strings."
             )

@@ -1,8 +1,15 @@
-"""Helpers on annotation data: label aggregation."""
+"""Helpers on annotation data: long format <-> matrix, label aggregation.
+
+Crowdsourcing platforms and libraries such as crowd-kit export annotations in
+*long* format, one row per ``(task, worker, label)``; the estimators here take
+the *matrix* form ``Z`` of shape (n_samples, n_annotators). The conversions
+keep task and annotator identities in the index and columns.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.utils import check_random_state
 
 from ._validation import check_annotations
@@ -57,3 +64,129 @@ def majority_vote(Z, *, missing_label=-1, classes=None, random_state=None):
             y = y.astype(object)
         y[unlabelled] = missing_label
     return y
+
+
+def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=None, workers=None):
+    """Pivot long-format annotations into an annotation matrix.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per annotation, with columns ``task``, ``worker`` and ``label``.
+    task, worker, label : str, default="task", "worker", "label"
+        Names of those columns.
+    tasks : array-like of shape (n_samples,), default=None
+        Row order of the result, e.g. ``X.index`` to align ``Z`` with the
+        instances; tasks nobody labelled get a row of NaN. By default the
+        tasks in order of first appearance.
+    workers : array-like of shape (n_annotators,), default=None
+        Column order of the result; workers without labels get a column of
+        NaN. By default the workers in order of first appearance.
+
+    Returns
+    -------
+    Z : DataFrame of shape (n_samples, n_annotators)
+        Indexed by task, one column per worker, NaN where a worker did not
+        label a task. Pass it to ``fit`` as is: the workers become the
+        estimator's ``annotator_names_``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, a worker labelled a task twice, or ``data``
+        has tasks or workers that ``tasks`` / ``workers`` leave out.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skannot.annotations import long_to_matrix
+    >>> data = pd.DataFrame(
+    ...     {"task": ["t1", "t1", "t2"], "worker": ["w1", "w2", "w2"], "label": ["cat", "dog", "dog"]}
+    ... )
+    >>> long_to_matrix(data)  # doctest: +NORMALIZE_WHITESPACE
+    worker   w1   w2
+    task
+    t1      cat  dog
+    t2      NaN  dog
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame in long format; got {type(data).__name__}.")
+    absent = [name for name in (task, worker, label) if name not in data.columns]
+    if absent:
+        raise ValueError(
+            f"data has no column(s) {absent}; its columns are {list(data.columns)}. Name the "
+            "task, worker and label columns with the task=, worker= and label= arguments."
+        )
+    repeated = data.duplicated([task, worker])
+    if repeated.any():
+        first = data.loc[repeated, [task, worker]].iloc[0].tolist()
+        raise ValueError(
+            f"{int(repeated.sum())} (task, worker) pair(s) occur more than once, e.g. {first}; "
+            "a matrix holds one label per worker and task. Drop or aggregate the repeats first."
+        )
+    row_index = _axis(data[task], tasks, "tasks")
+    col_index = _axis(data[worker], workers, "workers")
+    Z = data.pivot(index=task, columns=worker, values=label).reindex(index=row_index, columns=col_index)
+    Z.index.name, Z.columns.name = task, worker
+    return Z
+
+
+def _axis(values, order, name):
+    """The index of one axis of the matrix, checking that it covers ``values``."""
+    if order is None:
+        return pd.Index(pd.unique(values), name=values.name)
+    index = pd.Index(order, name=values.name)
+    if index.has_duplicates:
+        raise ValueError(f"{name} contains duplicates.")
+    left_out = pd.unique(values[~values.isin(index)])
+    if len(left_out):
+        raise ValueError(
+            f"data has {len(left_out)} {name} not in the given {name}, e.g. {left_out[:3].tolist()}; "
+            f"add them or drop their rows from data."
+        )
+    return index
+
+
+def matrix_to_long(Z, *, missing_label=-1, task="task", worker="worker", label="label"):
+    """List the observed entries of an annotation matrix in long format.
+
+    Parameters
+    ----------
+    Z : array-like or DataFrame of shape (n_samples, n_annotators)
+        Annotations, ``missing_label`` (or NaN/None) where missing. The index
+        and columns of a DataFrame name the tasks and workers; otherwise they
+        are the row and column numbers.
+    missing_label : scalar, str or None, default=-1
+        Marks a missing annotation.
+    task, worker, label : str, default="task", "worker", "label"
+        Column names of the result.
+
+    Returns
+    -------
+    data : DataFrame of shape (n_labels, 3)
+        One row per observed label, ordered by task, then worker column.
+        Integral float labels (from a matrix with NaN) come back as ints.
+
+    Examples
+    --------
+    >>> from skannot.annotations import matrix_to_long
+    >>> matrix_to_long([[0, -1], [1, 1]])
+       task  worker  label
+    0     0       0      0
+    1     1       0      1
+    2     1       1      1
+    """
+    annotations, classes, _ = check_annotations(Z, missing_label=missing_label)
+    if isinstance(Z, pd.Series):
+        Z = Z.to_frame()
+    if isinstance(Z, pd.DataFrame):
+        tasks, workers = Z.index.to_numpy(), Z.columns.to_numpy()
+    else:
+        tasks, workers = np.arange(annotations.n_samples), np.arange(annotations.n_annotators)
+    return pd.DataFrame(
+        {
+            task: tasks[annotations.samples],
+            worker: workers[annotations.annotators],
+            label: classes[annotations.labels],
+        }
+    )

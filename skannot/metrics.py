@@ -1,4 +1,16 @@
-"""Scores of predictions against noisy annotation matrices (no ground truth needed)."""
+"""Scores of predictions against noisy annotation matrices (no ground truth needed).
+
+Two kinds of function live here:
+
+- metrics, ``*_score(Z, y_pred, ...)``, which compare predictions with
+  annotations, like scikit-learn's ``accuracy_score``;
+- scorers, ``*_scorer(estimator, X, Z)``, which take a fitted estimator (or a
+  pipeline ending in one) and can be passed as ``scoring=`` to
+  ``GridSearchCV``, ``cross_val_score`` or ``cross_validate``.
+
+All of them use the observed annotations only: missing entries, and
+annotators without any label in the data scored, do not count.
+"""
 
 from __future__ import annotations
 
@@ -43,3 +55,110 @@ def annotation_accuracy_score(Z, y_pred, *, missing_label=-1, sample_weight=None
     agree = classes[annotations.labels] == y_pred[samples]
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[samples]
     return float(np.average(agree, weights=weights))
+
+
+def _final_estimator(estimator):
+    """The last step of a pipeline, or the estimator itself."""
+    steps = getattr(estimator, "steps", None)
+    return estimator if steps is None else steps[-1][1]
+
+
+def _transform_for_final(estimator, X):
+    """``X`` passed through every pipeline step before the last one."""
+    for _, step in getattr(estimator, "steps", [])[:-1]:
+        if step is not None and not (isinstance(step, str) and step == "passthrough"):
+            X = step.transform(X)
+    return X
+
+
+def annotation_accuracy_scorer(estimator, X, Z, *, sample_weight=None):
+    """Accuracy of ``estimator.predict(X)`` against the observed annotations ``Z``.
+
+    The scorer form of :func:`annotation_accuracy_score`, and what
+    :meth:`skannot.AnnotMixClassifier.score` returns. It reads the final
+    estimator's ``missing_label`` (default -1), so it also scores pipelines and
+    other classifiers on held-out annotations.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or Pipeline
+    X : array-like or DataFrame of shape (n_samples, n_features)
+    Z : array-like or DataFrame of shape (n_samples, n_annotators) or (n_samples,)
+        Held-out annotations.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weight of every label of sample ``i``.
+
+    Returns
+    -------
+    score : float
+        In [0, 1]; higher is better.
+    """
+    missing_label = getattr(_final_estimator(estimator), "missing_label", -1)
+    return annotation_accuracy_score(
+        Z, estimator.predict(X), missing_label=missing_label, sample_weight=sample_weight
+    )
+
+
+def annotation_log_likelihood_scorer(estimator, X, Z, *, sample_weight=None):
+    """Mean log-likelihood of the observed annotations under a fitted annot-mix model.
+
+    Each observed label ``z = Z[i, m]`` contributes
+    ``log P(z | x_i, m) = log sum_y p(y | x_i) P(z | x_i, m, y)``, the quantity
+    annot-mix maximises in training, evaluated on held-out data without mixup.
+    It judges the class posteriors and the annotator model together and is a
+    proper scoring rule, so it also rewards calibrated probabilities. Its cost
+    grows with the number of observed labels, not with
+    n_samples x n_annotators.
+
+    Parameters
+    ----------
+    estimator : fitted AnnotMixClassifier or Pipeline ending in one
+    X : array-like or DataFrame of shape (n_samples, n_features)
+    Z : array-like or DataFrame of shape (n_samples, n_annotators)
+        Held-out annotations with the fitted estimator's annotator columns;
+        ``missing_label`` (or NaN/None) where missing.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weight of every label of sample ``i``.
+
+    Returns
+    -------
+    score : float
+        At most 0; higher is better. ``-log(n_classes)`` is what a model
+        that knows nothing scores.
+
+    Raises
+    ------
+    ValueError
+        If ``Z`` has another number of annotators than the training data, no
+        observed label, or labels outside the estimator's ``classes_`` (pass
+        ``classes=[...]`` to the estimator so that every class gets a
+        probability).
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from skannot import AnnotMixClassifier
+    >>> from skannot.metrics import annotation_log_likelihood_scorer
+    >>> search = GridSearchCV(
+    ...     AnnotMixClassifier(), {"alpha": [0.5, 1.0]}, scoring=annotation_log_likelihood_scorer
+    ... )
+    """
+    final = _final_estimator(estimator)
+    if not hasattr(final, "_annotation_log_likelihood"):
+        raise TypeError(
+            "annotation_log_likelihood_scorer needs an AnnotMixClassifier, or a Pipeline ending "
+            f"in one, to give P(z | x, a); got {type(final).__name__}. Use "
+            "annotation_accuracy_scorer to score other classifiers."
+        )
+    X = final._validated_X(_transform_for_final(estimator, X))
+    annotations, _, _ = check_annotations(
+        Z, missing_label=final.missing_label, classes=final.classes_, n_samples=len(X)
+    )
+    if annotations.n_annotators != final.n_annotators_:
+        raise ValueError(
+            f"Z has {annotations.n_annotators} annotator columns but the estimator was fitted "
+            f"with {final.n_annotators_}; score held-out rows of the same annotation matrix."
+        )
+    log_likelihood = final._annotation_log_likelihood(X, annotations)
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[annotations.samples]
+    return float(np.average(log_likelihood, weights=weights))

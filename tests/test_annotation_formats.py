@@ -1,0 +1,114 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from skannot import AnnotMixClassifier
+from skannot.annotations import long_to_matrix, matrix_to_long
+
+FAST = {"max_epochs": 2, "hidden_sizes": (16,), "annotator_embed_dim": 4, "annotator_hidden_size": 4}
+
+
+@pytest.fixture
+def long_data():
+    return pd.DataFrame(
+        {
+            "task": ["t3", "t1", "t1", "t2", "t3"],
+            "worker": ["ann", "bob", "ann", "cy", "cy"],
+            "label": ["dog", "cat", "cat", "dog", "cat"],
+        }
+    )
+
+
+def test_long_to_matrix_keeps_task_and_worker_identities(long_data):
+    Z = long_to_matrix(long_data)
+    assert Z.index.tolist() == ["t3", "t1", "t2"] and Z.columns.tolist() == ["ann", "bob", "cy"]
+    assert Z.index.name == "task" and Z.columns.name == "worker"
+    assert Z.loc["t3", "ann"] == "dog" and Z.loc["t1", "bob"] == "cat" and pd.isna(Z.loc["t2", "ann"])
+    assert Z.notna().sum().sum() == len(long_data)
+
+
+def test_long_to_matrix_follows_given_task_and_worker_order(long_data):
+    Z = long_to_matrix(long_data, tasks=["t1", "t2", "t3", "t4"], workers=["cy", "bob", "ann", "dee"])
+    assert Z.index.tolist() == ["t1", "t2", "t3", "t4"]
+    assert Z.columns.tolist() == ["cy", "bob", "ann", "dee"]
+    assert Z.loc["t4"].isna().all() and Z["dee"].isna().all()
+    assert Z.loc["t3", "cy"] == "cat"
+
+
+def test_round_trip_through_the_matrix_restores_the_annotations(long_data):
+    back = matrix_to_long(long_to_matrix(long_data))
+    key = ["task", "worker"]
+    pd.testing.assert_frame_equal(
+        back.sort_values(key).reset_index(drop=True),
+        long_data.sort_values(key).reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_integer_labels_survive_the_nan_of_the_matrix():
+    data = pd.DataFrame({"item": [10, 10, 11], "rater": [7, 8, 8], "answer": [2, 0, 2]})
+    Z = long_to_matrix(data, task="item", worker="rater", label="answer")
+    assert Z.dtypes.map(lambda d: d.kind).tolist() == ["f", "f"]
+    back = matrix_to_long(Z, task="item", worker="rater", label="answer")
+    pd.testing.assert_frame_equal(back, data)
+
+
+def test_matrix_to_long_of_a_plain_array_numbers_tasks_and_workers():
+    long = matrix_to_long(np.array([[-1, 1], [0, -1]]))
+    assert long.to_dict("list") == {"task": [0, 1], "worker": [1, 0], "label": [1, 0]}
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (pd.DataFrame({"task": [1], "worker": [1]}), {}, r"no column\(s\) \['label'\]"),
+        (pd.DataFrame({"task": [1, 1], "worker": [2, 2], "label": [0, 1]}), {}, "more than once"),
+        (
+            pd.DataFrame({"task": [1, 2], "worker": [2, 2], "label": [0, 1]}),
+            {"tasks": [1]},
+            "not in the given",
+        ),
+        (pd.DataFrame({"task": [1], "worker": [2], "label": [0]}), {"workers": [2, 2]}, "duplicates"),
+    ],
+)
+def test_long_to_matrix_explains_bad_input(data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        long_to_matrix(data, **kwargs)
+
+
+def test_long_to_matrix_wants_a_dataframe():
+    with pytest.raises(TypeError, match="DataFrame"):
+        long_to_matrix([("t", "w", 1)])
+
+
+def test_worker_names_reach_the_fitted_estimator(crowd_data):
+    X, _, Z, _ = crowd_data
+    X, Z = X[:200], Z[:200]
+    workers = np.array([f"worker-{m}" for m in range(Z.shape[1])])
+    long = matrix_to_long(pd.DataFrame(Z, columns=workers, index=[f"task-{i}" for i in range(len(Z))]))
+    tasks = [f"task-{i}" for i in range(len(Z))]
+    Z_frame = long_to_matrix(long, tasks=tasks, workers=workers)
+    clf = AnnotMixClassifier(**FAST, random_state=0).fit(X, Z_frame)
+    np.testing.assert_array_equal(clf.annotator_names_, workers)
+
+
+def test_every_annotation_format_trains_the_same_model(crowd_data):
+    """Int, float-with-NaN, object-with-None, DataFrame-with-NaN and string labels."""
+    X, _, Z, _ = crowd_data
+    X, Z = X[:200], Z[:200]
+    names = np.array(["ant", "bee", "cow"], dtype=object)
+    formats = {
+        "int": Z,
+        "float": np.where(Z >= 0, Z, np.nan),
+        "object": np.where(Z >= 0, Z, None).astype(object),
+        "frame": pd.DataFrame(np.where(Z >= 0, Z, np.nan), columns=list("abcdef")),
+        "strings": np.where(Z >= 0, names[np.maximum(Z, 0)], None),
+        "string frame": pd.DataFrame(np.where(Z >= 0, names[np.maximum(Z, 0)], None)).astype("string"),
+    }
+    reference = AnnotMixClassifier(**FAST, random_state=0).fit(X, Z)
+    for name, Z_format in formats.items():
+        clf = AnnotMixClassifier(**FAST, random_state=0).fit(X, Z_format)
+        np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X), err_msg=name)
+        expected = names if "string" in name else [0, 1, 2]
+        np.testing.assert_array_equal(clf.classes_, expected, err_msg=name)
+        assert clf.score(X, Z_format) == reference.score(X, Z), name

@@ -182,6 +182,13 @@ class AnnotMixNet(NeuralNet):
         Passed to :class:`skorch.NeuralNet`.
     """
 
+    # skorch pickles the attributes starting with these prefixes with a device mapping, so that a
+    # GPU-trained net unpickles without CUDA. It registers module_, criterion_ and optimizer_,
+    # but the ``module`` argument is the very instance that became ``module_``, and the
+    # learning-rate scheduler in ``callbacks``/``callbacks_`` holds the optimizer: without these
+    # two prefixes, their GPU tensors would be pickled again without the mapping.
+    cuda_dependent_attributes_ = ["module", "callbacks"]
+
     def __init__(self, *args, alpha=1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha

@@ -73,8 +73,12 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
     ----------
     data : DataFrame
         One row per annotation, with columns ``task``, ``worker`` and ``label``.
-    task, worker, label : str, default="task", "worker", "label"
-        Names of those columns.
+    task : str, default="task"
+        Name of the column of task ids.
+    worker : str, default="worker"
+        Name of the column of worker (annotator) ids.
+    label : str, default="label"
+        Name of the column of labels.
     tasks : array-like of shape (n_samples,), default=None
         Row order of the result, e.g. ``X.index`` to align ``Z`` with the
         instances; tasks nobody labelled get a row of NaN. By default the
@@ -158,8 +162,12 @@ def matrix_to_long(Z, *, missing_label=-1, task="task", worker="worker", label="
         are the row and column numbers.
     missing_label : scalar, str or None, default=-1
         Marks a missing annotation.
-    task, worker, label : str, default="task", "worker", "label"
-        Column names of the result.
+    task : str, default="task"
+        Name of the result's column of task ids.
+    worker : str, default="worker"
+        Name of the result's column of worker ids.
+    label : str, default="label"
+        Name of the result's column of labels.
 
     Returns
     -------

@@ -72,7 +72,11 @@ class AnnotationStratifiedKFold(BaseCrossValidator):
 
         Parameters
         ----------
-        X, y, groups : ignored
+        X : ignored
+            Present for scikit-learn's splitter interface.
+        y : ignored
+            Present for scikit-learn's splitter interface.
+        groups : ignored
             Present for scikit-learn's splitter interface.
 
         Returns

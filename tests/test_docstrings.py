@@ -6,9 +6,9 @@ import re
 import pytest
 
 import skannot
-from skannot import annotations, datasets, exceptions, metrics, plotting
+from skannot import annotations, datasets, exceptions, metrics, model_selection, plotting
 
-MODULES = [skannot, annotations, datasets, exceptions, metrics, plotting]
+MODULES = [skannot, annotations, datasets, exceptions, metrics, model_selection, plotting]
 # Inherited from scikit-learn's BaseEstimator contract, documented there.
 SKLEARN_CONTRACT = {"get_params", "set_params", "set_output", "get_metadata_routing"}
 
@@ -67,4 +67,6 @@ def test_numpydoc_docstring(name):
         missing = [p for p in parameters if p not in documented]
         assert not missing, f"{name} does not document {missing}"
     if inspect.isfunction(obj) and not name.endswith(".__init__"):
-        assert section(doc, "Returns") is not None, f"{name} lacks a Returns section"
+        # numpydoc documents what a generator gives in a Yields section
+        result = "Yields" if inspect.isgeneratorfunction(obj) else "Returns"
+        assert section(doc, result) is not None, f"{name} lacks a {result} section"

@@ -341,11 +341,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         if Z is None:
             # sklearn's wording, which its estimator checks and users of other classifiers know.
             raise ValueError(
-                "AnnotMixClassifier requires y to be passed, but the target y is None; pass the "
-                "annotations Z of shape (n_samples, n_annotators), or a 1-D y for one annotator."
+                "Z is None: AnnotMixClassifier requires y to be passed, but the target y is None; "
+                "pass the annotations Z of shape (n_samples, n_annotators), or a 1-D y for one annotator."
             )
         warm = self.warm_start and hasattr(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, reset=not warm, ensure_min_samples=2)
+        X = validate_data(self, X, dtype=np.float32, reset=not warm)
         annotations, classes, names = check_annotations(
             Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)
         )
@@ -359,7 +359,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             )
         if n_classes < 2:
             raise ValueError(
-                f"Z holds a single class ({classes.tolist()[0]!r}); a classifier needs at least two. "
+                f"Z holds a single class ({classes.tolist()[0]!r}); a classifier needs more than one class. "
                 "Pass classes=[...] listing every class if the others exist but were not observed."
             )
         if not 1 / n_classes < self.eta < 1:

@@ -134,9 +134,9 @@ def _observed_classes(values):
             raise ValueError("Z contains infinite labels; mark missing labels with NaN.")
         if np.any(values != np.round(values)):
             raise ValueError(
-                "Z contains non-integral (continuous) float labels such as "
-                f"{values[values != np.round(values)][0].item()!r}; class labels must be "
-                "integers or strings."
+                "Z contains non-integral float labels such as "
+                f"{values[values != np.round(values)][0].item()!r} (a continuous target?); class "
+                "labels must be integers or strings."
             )
         values = values.astype(np.int64)
     return values

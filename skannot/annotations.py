@@ -48,7 +48,7 @@ def majority_vote(Z, *, missing_label=-1, classes=None, random_state=None):
     except ValueError as exc:
         if "no observed label" not in str(exc):
             raise
-        n_samples = len(np.asarray(Z))
+        n_samples = Z.shape[0] if hasattr(Z, "shape") else len(Z)
         return np.full(n_samples, missing_label, dtype=object if missing_label is None else None)
     n_samples, n_classes = annotations.n_samples, len(classes_)
     votes = np.zeros((n_samples, n_classes))

@@ -1,9 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.sparse import csr_matrix
 
 from skannot import AnnotMixClassifier
-from skannot.annotations import long_to_matrix, matrix_to_long
+from skannot.annotations import long_to_matrix, majority_vote, matrix_to_long
 
 FAST = {"max_epochs": 2, "hidden_sizes": (16,), "annotator_embed_dim": 4, "annotator_hidden_size": 4}
 
@@ -112,3 +113,8 @@ def test_every_annotation_format_trains_the_same_model(crowd_data):
         expected = names if "string" in name else [0, 1, 2]
         np.testing.assert_array_equal(clf.classes_, expected, err_msg=name)
         assert clf.score(X, Z_format) == reference.score(X, Z), name
+
+
+def test_majority_vote_of_a_sparse_matrix_without_labels_marks_every_sample_missing():
+    y = majority_vote(csr_matrix((3, 2), dtype=np.int64))
+    np.testing.assert_array_equal(y, [-1, -1, -1])

@@ -7,8 +7,8 @@ One training step (see :meth:`AnnotMixNet.train_step_single`):
 2. with ``alpha > 0``, every pair is mixed with a random partner pair of the
    same batch: instance features, annotator embeddings and one-hot labels
    with one ``lambda ~ Beta(alpha, alpha)`` per pair (:func:`mix_pairs`);
-3. the GT model gives ``log p(y | x~)`` and the detached embedding, the AP head
-   gives ``log P(z | x~, a~, y)``;
+3. the GT model gives the logits of ``p(y | x~)`` and the detached embedding,
+   the AP head the logits of ``P(z | x~, a~, y)``;
 4. :class:`AnnotMixLoss` is the negative marginal log-likelihood of the mixed
    labels, averaged over pairs.
 
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from .exceptions import TrainingDivergedError
@@ -140,17 +139,24 @@ class AnnotMixLoss(nn.Module):
         log P(z | x, a) = logsumexp_y [log p(y | x) + log P(z | x, a, y)]
         loss = -mean_p [lam_p log P(z_p | ...) + (1 - lam_p) log P(z'_p | ...)]
 
-    computed in log space throughout.
+    computed in log space throughout. Only the two columns ``z`` and ``z'`` of
+    each confusion matrix are needed after its rows are normalised, so the
+    (P, C, C) log-probabilities are never materialised: one ``logsumexp`` over
+    the logits gives the row normalisers. On the CPU this is about three times
+    faster than ``log_softmax`` over rows of C entries followed by a
+    ``logsumexp`` over (P, C, C).
     """
 
-    def forward(self, log_class_proba, log_confusion, labels, partner_labels, lam):
+    def forward(self, class_logits, confusion_logits, labels, partner_labels, lam):
         """
         Parameters
         ----------
-        log_class_proba : Tensor of shape (P, C)
-            ``log p(y | x)`` of each pair's (mixed) instance.
-        log_confusion : Tensor of shape (P, C, C)
-            ``log P(z | x, a, y)``; row ``y``, column ``z``.
+        class_logits : Tensor of shape (P, C)
+            Unnormalised ``log p(y | x)`` of each pair's (mixed) instance
+            (log-probabilities are fine too: normalising is idempotent).
+        confusion_logits : Tensor of shape (P, C, C)
+            Unnormalised ``log P(z | x, a, y)``, normalised here over ``z``;
+            row ``y``, column ``z``.
         labels, partner_labels : LongTensor of shape (P,)
             Class index of the pair's own label and of its partner's label.
         lam : Tensor of shape (P,)
@@ -160,11 +166,14 @@ class AnnotMixLoss(nn.Module):
         -------
         loss : scalar Tensor
         """
-        log_annotation_proba = torch.logsumexp(log_class_proba[:, :, None] + log_confusion, dim=1)
-        own = log_annotation_proba.gather(1, labels[:, None])[:, 0]
-        partner = log_annotation_proba.gather(1, partner_labels[:, None])[:, 0]
-        lam = lam.to(own.dtype)
-        return -(lam * own + (1 - lam) * partner).mean()
+        n_classes = class_logits.shape[1]
+        log_class_proba = class_logits - torch.logsumexp(class_logits, 1, keepdim=True)
+        # log p(y | x) - log sum_z exp(logit[y, z]): everything in log P(z | x, a) but the column.
+        base = log_class_proba - torch.logsumexp(confusion_logits, 2)
+        columns = torch.stack([labels, partner_labels], 1)[:, None, :].expand(-1, n_classes, 2)
+        log_annotation_proba = torch.logsumexp(base[:, :, None] + confusion_logits.gather(2, columns), 1)
+        lam = lam.to(log_annotation_proba.dtype)
+        return -(lam * log_annotation_proba[:, 0] + (1 - lam) * log_annotation_proba[:, 1]).mean()
 
 
 class AnnotMixNet(NeuralNet):
@@ -178,6 +187,17 @@ class AnnotMixNet(NeuralNet):
     ----------
     alpha : float
         Beta(alpha, alpha) concentration of the mixing weights; 0 disables mixup.
+    sparse_annotators : bool, default=False
+        Train the annotator embedding table (whose ``sparse`` flag must be
+        set) with :class:`torch.optim.SparseAdam`, which updates only the rows
+        of the annotators in the batch, at the learning rate the main
+        optimizer has at that step. The main optimizer trains all the rest.
+    mixed_precision : bool, default=False
+        Run the forward passes of training steps under bfloat16 autocast;
+        the loss is computed in float32.
+    compile_step : bool, default=False
+        Run the forward part of each training step through ``torch.compile``
+        (with dynamic shapes, as the number of pairs varies per batch).
     *args, **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -189,9 +209,33 @@ class AnnotMixNet(NeuralNet):
     # two prefixes, their GPU tensors would be pickled again without the mapping.
     cuda_dependent_attributes_ = ["module", "callbacks"]
 
-    def __init__(self, *args, alpha=1.0, **kwargs):
+    def __init__(
+        self, *args, alpha=1.0, sparse_annotators=False, mixed_precision=False, compile_step=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
+        self.sparse_annotators = sparse_annotators
+        self.mixed_precision = mixed_precision
+        self.compile_step = compile_step
+
+    def initialize_optimizer(self, *args, **kwargs):
+        if not self.sparse_annotators:
+            return super().initialize_optimizer(*args, **kwargs)
+        table = "annotator_embedding.weight"
+        named = [(n, p) for n, p in self.get_all_learnable_params() if n != table]
+        opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", named)
+        self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
+        self.annotator_optimizer_ = torch.optim.SparseAdam(
+            [self.module_.annotator_embedding.weight], lr=self.optimizer_.param_groups[0]["lr"]
+        )
+        return self
+
+    def _step_optimizer(self, step_fn):
+        # skorch would call the closure once per optimizer; run it once, then step the table.
+        self.optimizer_.step(step_fn)
+        if self.sparse_annotators:
+            self.annotator_optimizer_.param_groups[0]["lr"] = self.optimizer_.param_groups[0]["lr"]
+            self.annotator_optimizer_.step()
 
     def mixing_weights(self, n_pairs, device):
         """``lambda ~ Beta(alpha, alpha)`` and a random partner for each of ``n_pairs``."""
@@ -206,10 +250,25 @@ class AnnotMixNet(NeuralNet):
         device = self.device
         x = x.to(device, non_blocking=True)
         rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
-        module = self.module_
-        annotator_embedding = module.annotator_embedding(annotators)
         if self.alpha > 0:
             lam, partner = self.mixing_weights(len(rows), x.device)
+        else:
+            lam, partner = None, None
+        forward = self._pair_loss
+        if self.compile_step:
+            forward = self.__dict__.get("_compiled_pair_loss")
+            if forward is None:
+                forward = self.__dict__["_compiled_pair_loss"] = torch.compile(self._pair_loss, dynamic=True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
+            loss, logits = forward(x, rows, annotators, labels, lam, partner)
+        loss.backward()
+        return {"loss": loss, "y_pred": logits}
+
+    def _pair_loss(self, x, rows, annotators, labels, lam, partner):
+        """The loss of one batch of pairs, and the GT logits; ``lam=None`` means no mixup."""
+        module = self.module_
+        annotator_embedding = module.annotator_embedding(annotators)
+        if lam is not None:
             logits, embedding = module.gt_model(mix_pairs(x[rows], lam, partner))
             annotator_embedding = mix_pairs(annotator_embedding, lam, partner)
             partner_labels = labels[partner]
@@ -218,10 +277,14 @@ class AnnotMixNet(NeuralNet):
             logits, embedding = logits[rows], embedding[rows]
             lam = torch.ones(len(rows), device=x.device)
             partner_labels = labels
-        log_confusion = module.annotator_log_confusion(embedding, annotator_embedding)
-        loss = self.criterion_(F.log_softmax(logits, dim=1), log_confusion, labels, partner_labels, lam)
-        loss.backward()
-        return {"loss": loss, "y_pred": logits}
+        confusion_logits = module.annotator_confusion_logits(embedding, annotator_embedding)
+        loss = self.criterion_(logits.float(), confusion_logits.float(), labels, partner_labels, lam)
+        return loss, logits
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_compiled_pair_loss", None)
+        return state
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         # skorch has just stored the batch loss as a Python float, so this check

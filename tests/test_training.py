@@ -112,3 +112,47 @@ def test_missing_entries_never_enter_the_loss(crowd_data):
     ]
     np.testing.assert_array_equal(fits[0].history_[:, "train_loss"], fits[1].history_[:, "train_loss"])
     np.testing.assert_array_equal(fits[0].predict_proba(X), fits[1].predict_proba(X))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fast_step_equals_reference_with_batch_norm(sparse, crowd_data):
+    """Batch norm in training mode normalises over the batch's mixed instances; the reference
+    builds them one pair at a time and runs the GT model on all of them at once."""
+    X, _, Z, _ = crowd_data
+    clf = AnnotMixClassifier(
+        hidden_sizes=(16, 8),
+        dropout=0.0,
+        max_epochs=1,
+        sparse_annotator_updates=sparse,
+        random_state=0,
+    ).fit(X[:40], Z[:40])
+    net = clf.net_
+    annotations, _, _ = check_annotations(Z[:40])
+    x, pairs = CrowdDataset(torch.from_numpy(X[:40]), annotations).batch(torch.arange(16))
+    rows, annotators, labels = (t.numpy() for t in pairs)
+    generator = torch.Generator().manual_seed(5)
+    lam = torch.rand(len(rows), generator=generator)
+    partner = torch.randperm(len(rows), generator=generator)
+    net.mixing_weights = lambda n, device: (lam, partner)
+    step = net.train_step_single((x, pairs))
+
+    module = net.module_
+    table = module.annotator_embedding.weight
+    with torch.no_grad():
+        x_mix, a_mix = [], []
+        for p in range(len(rows)):
+            q, lp = partner[p], float(lam[p])
+            x_mix.append(lp * x[rows[p]] + (1 - lp) * x[rows[q]])
+            onehot = torch.zeros(table.shape[0])
+            onehot[annotators[p]] += lp
+            onehot[annotators[q]] += 1 - lp
+            a_mix.append(onehot @ table)
+        logits, embedding = module.gt_model(torch.stack(x_mix))
+        class_proba = F.softmax(logits, 1)
+        confusion = module.annotator_head(embedding, torch.stack(a_mix)).exp()
+        total = 0.0
+        for p in range(len(rows)):
+            q, lp = partner[p], float(lam[p])
+            annotation = class_proba[p] @ confusion[p]
+            total += lp * torch.log(annotation[labels[p]]) + (1 - lp) * torch.log(annotation[labels[q]])
+    assert step["loss"].item() == pytest.approx(float(-total / len(rows)), rel=1e-5)

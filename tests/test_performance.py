@@ -1,0 +1,151 @@
+"""The fast paths compute what the plain ones do; the speed options are wired and validated."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils._param_validation import InvalidParameterError
+from torch.nn import functional as F
+
+from skannot import AnnotMixClassifier
+from skannot._nn import Dropout
+from skannot._training import AnnotMixLoss, CrowdDataset
+from skannot._validation import check_annotations
+
+SMALL = {"max_epochs": 2, "hidden_sizes": (16, 8), "annotator_embed_dim": 4, "annotator_hidden_size": 8}
+
+
+def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
+    torch.manual_seed(0)
+    x = torch.ones(400, 500)
+    out = Dropout(0.3).train()(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 1 / 0.7))
+    torch.testing.assert_close(Dropout(0.3).eval()(x), x)
+    torch.testing.assert_close(Dropout(0.0).train()(x), x)
+    assert (Dropout(1.0).train()(x) == 0).all()
+
+
+def test_dropout_gradient_is_the_mask():
+    x = torch.randn(50, 20, requires_grad=True)
+    out = Dropout(0.5).train()(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (out != 0).float() * 2)
+
+
+def test_loss_accepts_unnormalised_logits():
+    """Normalising inside the loss makes logits and log-probabilities give the same value."""
+    generator = torch.Generator().manual_seed(0)
+    class_logits = torch.randn(7, 4, generator=generator, dtype=torch.float64)
+    confusion_logits = torch.randn(7, 4, 4, generator=generator, dtype=torch.float64)
+    labels, partner_labels = torch.randint(0, 4, (2, 7), generator=generator)
+    lam = torch.rand(7, generator=generator, dtype=torch.float64)
+    loss = AnnotMixLoss()
+    from_logits = loss(class_logits + 3.0, confusion_logits - 1.5, labels, partner_labels, lam)
+    from_log_proba = loss(
+        F.log_softmax(class_logits, 1), F.log_softmax(confusion_logits, 2), labels, partner_labels, lam
+    )
+    assert from_logits.item() == pytest.approx(from_log_proba.item(), rel=1e-12)
+
+
+def test_foreach_optimizer_by_default_unless_set(crowd_data):
+    X, _, Z, _ = crowd_data
+    clf = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z)
+    assert clf.net_.optimizer_.defaults["foreach"] is True
+    clf = AnnotMixClassifier(**SMALL, optimizer__foreach=False, random_state=0).fit(X, Z)
+    assert clf.net_.optimizer_.defaults["foreach"] is False
+    clf = AnnotMixClassifier(**SMALL, optimizer=_PlainSGD, random_state=0).fit(X, Z)
+    assert clf.net_.optimizer_.defaults["foreach"] is None
+
+
+class _PlainSGD(torch.optim.SGD):
+    """An optimizer whose constructor takes no ``foreach``."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+
+
+@pytest.mark.parametrize(
+    ("n_annotators", "expected"),
+    [(6, False), (500, True)],
+)
+def test_auto_sparse_updates_follow_the_table_size(n_annotators, expected, crowd_data):
+    X, _, Z, _ = crowd_data
+    Z_wide = np.full((len(X), n_annotators), -1)
+    Z_wide[:, :6] = Z
+    clf = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z_wide)
+    # 500 x 4 table entries against about 400 other parameters of the small model.
+    assert clf.sparse_annotator_updates_ is expected
+    assert hasattr(clf.net_, "annotator_optimizer_") is expected
+
+
+def test_sparse_updates_move_only_the_annotators_in_the_batch(crowd_data):
+    X, _, Z, _ = crowd_data
+    Z = Z.copy()
+    Z[:, 5] = -1
+    Z[0, 5] = Z[0, 0] if Z[0, 0] >= 0 else 0
+    # One epoch first: the AP head's output weights start at zero, so the very first step
+    # gives the table no gradient at all. No schedule, so the learning rate stays positive.
+    clf = AnnotMixClassifier(
+        **{**SMALL, "max_epochs": 1}, lr_scheduler=None, sparse_annotator_updates=True, random_state=0
+    ).fit(X, Z)
+    net = clf.net_
+    table = net.module_.annotator_embedding.weight
+    assert all(p is not table for group in net.optimizer_.param_groups for p in group["params"])
+    before = table.detach().clone()
+    annotations, _, _ = check_annotations(Z)
+    dataset = CrowdDataset(torch.from_numpy(X), annotations)
+    net.train_step(dataset.batch(torch.arange(1, 40)))  # sample 0, annotator 5's only label, is out
+    after = table.detach()
+    torch.testing.assert_close(after[5], before[5], rtol=0, atol=0)
+    assert not torch.equal(after[:5], before[:5])
+
+
+def test_sparse_updates_follow_the_learning_rate_schedule_and_warm_start(crowd_data):
+    X, _, Z, _ = crowd_data
+    clf = AnnotMixClassifier(
+        **{**SMALL, "max_epochs": 3}, sparse_annotator_updates=True, warm_start=True, random_state=0
+    ).fit(X, Z)
+    net = clf.net_
+    # The last epoch (of 3) ran at the cosine schedule's lr * (1 + cos(2 pi / 3)) / 2.
+    assert net.annotator_optimizer_.param_groups[0]["lr"] == pytest.approx(clf.lr / 4)
+    table = net.module_.annotator_embedding.weight.detach().clone()
+    clf.fit(X, Z)
+    assert len(clf.history_) == 3 and np.isfinite(clf.history_[:, "train_loss"]).all()
+    assert not torch.equal(clf.net_.module_.annotator_embedding.weight, table)
+
+
+def test_mixed_precision_is_refused_on_the_cpu(crowd_data):
+    X, _, Z, _ = crowd_data
+    with pytest.raises(ValueError, match="mixed_precision=True needs a CUDA device"):
+        AnnotMixClassifier(**SMALL, mixed_precision=True).fit(X, Z)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"sparse_annotator_updates": "always"}, {"mixed_precision": "yes"}, {"compile": 1.5}],
+)
+def test_speed_options_are_validated(params, crowd_data):
+    X, _, Z, _ = crowd_data
+    with pytest.raises(InvalidParameterError):
+        AnnotMixClassifier(**SMALL, **params).fit(X, Z)
+
+
+def test_compile_runs_the_step_through_torch_compile(crowd_data, monkeypatch):
+    """The wiring only: compiling for real takes minutes on a small CPU."""
+    compiled = []
+
+    def fake_compile(fn, **kwargs):
+        compiled.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    X, _, Z, _ = crowd_data
+    clf = AnnotMixClassifier(**SMALL, compile=True, random_state=0).fit(X, Z)
+    assert compiled == [{"dynamic": True}]
+    reference = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z)
+    np.testing.assert_array_equal(clf.history_[:, "train_loss"], reference.history_[:, "train_loss"])
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))

@@ -239,8 +239,13 @@ class AnnotMixNet(NeuralNet):
 
     def mixing_weights(self, n_pairs, device):
         """``lambda ~ Beta(alpha, alpha)`` and a random partner for each of ``n_pairs``."""
-        alpha = torch.tensor(float(self.alpha), device=device)
-        lam = torch.distributions.Beta(alpha, alpha).sample((n_pairs,))
+        if self.alpha == 1:
+            # Beta(1, 1) is the uniform distribution; drawing it directly skips the
+            # two gamma samples (a tenth of a CPU step on Music Genres).
+            lam = torch.rand(n_pairs, device=device)
+        else:
+            alpha = torch.tensor(float(self.alpha), device=device)
+            lam = torch.distributions.Beta(alpha, alpha).sample((n_pairs,))
         partner = torch.randperm(n_pairs, device=device)
         return lam, partner
 

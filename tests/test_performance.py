@@ -149,3 +149,15 @@ def test_compile_runs_the_step_through_torch_compile(crowd_data, monkeypatch):
     np.testing.assert_array_equal(clf.history_[:, "train_loss"], reference.history_[:, "train_loss"])
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.4, 2.0])
+def test_mixing_weights_follow_beta_alpha_alpha(alpha, crowd_data):
+    X, _, Z, _ = crowd_data
+    net = AnnotMixClassifier(**SMALL, alpha=alpha, random_state=0).fit(X, Z).net_
+    torch.manual_seed(0)
+    lam, partner = net.mixing_weights(200_000, torch.device("cpu"))
+    assert ((lam >= 0) & (lam <= 1)).all()
+    assert lam.mean().item() == pytest.approx(0.5, abs=0.005)
+    assert lam.var().item() == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.02)
+    assert torch.equal(partner.sort().values, torch.arange(200_000))

@@ -603,12 +603,13 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
 
     def _log_class_proba(self, X):
         module = self.net_.module_.eval()
-        out = []
+        # Chunks are written into the result: no list of pieces, no second copy from a concatenation.
+        out = torch.empty(len(X), len(self.classes_))
         with torch.inference_mode():
             for start, stop in inference_chunks(len(X), _ROW_CHUNK):
-                logits = module(X[start:stop].to(self.device_))
-                out.append(F.log_softmax(logits.float(), dim=1).cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.classes_))
+                logits = module(X[start:stop].to(self.device_)).float()
+                out[start:stop] = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).cpu()
+        return out
 
     def predict_proba(self, X):
         """Estimated class posteriors ``p(y | x)``.
@@ -622,7 +623,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``; rows sum to 1.
         """
-        return self._log_class_proba(self._validated_X(X)).exp().numpy()
+        return self._log_class_proba(self._validated_X(X)).exp_().numpy()
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed in log space.

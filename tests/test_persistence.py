@@ -61,9 +61,10 @@ def saved_as_if_on_cuda(clf, monkeypatch, dump):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
 @pytest.mark.parametrize("library", ["pickle", "joblib"])
-def test_model_saved_on_cuda_loads_and_predicts_on_the_cpu(small, monkeypatch, tmp_path, library):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_model_saved_on_cuda_loads_and_predicts_on_the_cpu(small, monkeypatch, tmp_path, library, sparse):
     X, Z = small
-    reference = AnnotMixClassifier(**FAST, random_state=0).fit(X, Z)
+    reference = AnnotMixClassifier(**FAST, sparse_annotator_updates=sparse, random_state=0).fit(X, Z)
     expected = reference.predict_proba(X), reference.predict_annotator_proba(X)
     if library == "pickle":
         blob = saved_as_if_on_cuda(reference, monkeypatch, pickle.dumps)

@@ -15,7 +15,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import Dataset
 
+from ._large_data import DatasetRows, read_crowd_dataset
 from ._nn import MLP, AnnotMixModule
 from ._training import AnnotMixLoss, AnnotMixNet, CrowdDataset, PairBatchIterator, inference_chunks
 from ._validation import check_annotations
@@ -343,19 +345,24 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
     # -- fitting -----------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, Z):
+    def fit(self, X, Z=None):
         """Fit the GT and AP models to instances and their noisy annotations.
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-            Training instances (numeric; NaN and inf are refused).
+        X : array-like or DataFrame of shape (n_samples, n_features), or torch Dataset
+            Training instances (numeric; NaN and inf are refused). For data
+            that does not fit in memory, a torch ``Dataset`` whose items are
+            ``(x, annotation_row)``, e.g. ``skorch.dataset.Dataset(X, Z)`` over
+            ``np.memmap`` arrays: only the observed labels are loaded, the
+            features are read batch by batch (see ``docs/large_data.md``).
         Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
             Annotations: ``Z[i, m]`` is annotator ``m``'s label of sample ``i``
             or ``missing_label``. A 1-D array is a single annotator. In a
             scipy sparse matrix the stored entries are the labels (a stored 0
             is class 0) and entries not stored are missing; it is never made
-            dense. Samples without any label do not enter training.
+            dense. Samples without any label do not enter training. None when
+            ``X`` is a Dataset.
 
         Returns
         -------
@@ -377,10 +384,13 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 "pass the annotations Z of shape (n_samples, n_annotators), or a 1-D y for one annotator."
             )
         warm = self.warm_start and hasattr(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, reset=not warm)
-        annotations, classes, names = check_annotations(
-            Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)
-        )
+        if isinstance(X, Dataset):
+            X, annotations, classes, names = self._read_dataset(X, Z, reset=not warm)
+        else:
+            X = validate_data(self, X, dtype=np.float32, reset=not warm)
+            annotations, classes, names = check_annotations(
+                Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)
+            )
         n_classes = len(classes)
         if n_classes > _MAX_CLASSES:
             raise ValueError(
@@ -406,7 +416,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"annot-mix needs at least 2 samples with an observed label; Z has {len(labelled)}."
             )
-        device = resolve_device(self.device)
+        device = self._training_device()
         if self.mixed_precision and device.type != "cuda":
             raise ValueError(
                 f"mixed_precision=True needs a CUDA device, but the model runs on {device}; "
@@ -422,9 +432,13 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             self.annotator_names_ = names if names is not None else np.arange(annotations.n_annotators)
             self.device_ = device
             train = annotations.subset(labelled)
-            # Index only when some rows lack labels: X[labelled] would copy all of X.
-            X_train = X if len(labelled) == len(X) else X[labelled]
-            dataset = CrowdDataset(torch.from_numpy(np.ascontiguousarray(X_train)), train)
+            if isinstance(X, DatasetRows):
+                features = X.subset(labelled)
+            else:
+                # Index only when some rows lack labels: X[labelled] would copy all of X.
+                X_train = X if len(labelled) == len(X) else X[labelled]
+                features = torch.from_numpy(np.ascontiguousarray(X_train))
+            dataset = CrowdDataset(features, train)
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             cuda_devices = [device.index or 0] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda_devices):
@@ -445,6 +459,31 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
     def _forget_fit(self):
         for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]:
             delattr(self, name)
+
+    def _read_dataset(self, dataset, Z, reset):
+        """Features (read lazily), annotations, classes and names of a Dataset given to ``fit``."""
+        if Z is not None:
+            raise ValueError(
+                "fit(dataset) reads the annotations from the Dataset's (x, annotation_row) items; "
+                "pass Z=None, or pass X and Z as arrays."
+            )
+        X, annotations, classes = read_crowd_dataset(
+            dataset, missing_label=self.missing_label, classes=self.classes
+        )
+        if reset:
+            self.n_features_in_ = X.n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif X.n_features != self.n_features_in_:
+            raise ValueError(
+                f"The Dataset has {X.n_features} features, but {type(self).__name__} is fitted "
+                f"on {self.n_features_in_}."
+            )
+        return X, annotations, classes, None
+
+    def _training_device(self):
+        """Device the net trains on (the accelerated subclass lets Accelerate choose)."""
+        return resolve_device(self.device)
 
     def _check_warm_start(self, classes, n_annotators):
         if not np.array_equal(classes, self.classes_) or n_annotators != self.n_annotators_:
@@ -599,6 +638,14 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
 
     def _validated_X(self, X):
         check_is_fitted(self)
+        if isinstance(X, Dataset):
+            rows = DatasetRows(X)
+            if rows.n_features != self.n_features_in_:
+                raise ValueError(
+                    f"The Dataset has {rows.n_features} features, but {type(self).__name__} is "
+                    f"fitted on {self.n_features_in_}."
+                )
+            return rows
         return torch.from_numpy(validate_data(self, X, dtype=np.float32, reset=False))
 
     def _log_class_proba(self, X):

@@ -179,6 +179,13 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         return super().on_train_begin(net, X=X, y=y, **kwargs)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            # DDP keeps parameters equal, but each process updated its batch-norm running
+            # statistics on its own shard last; take process 0's so all hold one model.
+            for buffer in self.module_.buffers():
+                broadcast(buffer.data, from_process=0)
         super().on_train_end(net, X=X, y=y, **kwargs)
         # Accelerate keeps every prepared object until told otherwise (its documented
         # practice between two trainings), which would also keep the accelerator unpicklable.

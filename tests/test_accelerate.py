@@ -112,7 +112,7 @@ clf = AcceleratedAnnotMixClassifier(
     accelerator=accelerator, max_epochs=15, hidden_sizes=(16,), annotator_embed_dim=4,
     annotator_hidden_size=4, dropout=0.0, random_state=0,
 ).fit(X, Z)
-weights = torch.cat([p.detach().flatten() for p in clf.net_.module_.parameters()])
+weights = torch.cat([v.double().flatten() for v in clf.net_.module_.state_dict().values()])
 json.dump({
     "processes": accelerator.num_processes,
     "weights": weights.tolist(),
@@ -123,7 +123,7 @@ json.dump({
 
 
 def test_two_processes_train_one_model(tmp_path):
-    """Data-parallel on 2 CPU processes (gloo): both end with the same weights."""
+    """Data-parallel on 2 CPU processes (gloo): both end with the same weights and buffers."""
     script = tmp_path / "fit.py"
     script.write_text(textwrap.dedent(SCRIPT))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

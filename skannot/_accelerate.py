@@ -161,10 +161,10 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         # Accelerate's optimizer wrapper cannot be pickled: unwrap it, also where a learning-rate
         # scheduler refers to it, so the fitted estimator pickles; a warm start prepares it again.
         if self._wrapped_with_accelerator:
-            inner = {id(getattr(self, name + "_")): name for name in self._optimizers}
+            prepared = {id(getattr(self, name + "_")) for name in self._optimizers}
             for _, callback in self.callbacks_:
                 scheduler = getattr(callback, "lr_scheduler_", None)
-                if id(getattr(scheduler, "optimizer", None)) in inner:
+                if id(getattr(scheduler, "optimizer", None)) in prepared:
                     scheduler.optimizer = scheduler.optimizer.optimizer
             with self._current_init_context("optimizer"):
                 for name in self._optimizers:

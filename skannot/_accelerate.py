@@ -174,7 +174,8 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
             del self.pair_step_
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        # A warm start brings a fresh optimizer, which must be prepared again.
+        # Training again after a fit (skorch's partial_fit) needs the wrappers that the end
+        # of the previous training removed.
         self._initialize_accelerator()
         return super().on_train_begin(net, X=X, y=y, **kwargs)
 
@@ -294,8 +295,8 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             self.accelerator_ = self.accelerator
         return self.accelerator_.device
 
-    def _build_net(self, X, n_classes, device):
-        plain = super()._build_net(X, n_classes, device)
+    def _build_net(self, module, device):
+        plain = super()._build_net(module, device)
         params = {key: value for key, value in plain.get_params(deep=False).items() if key[0] != "_"}
         params.update(
             # The accelerator's print logs on the main process only, but ignores verbose=0.

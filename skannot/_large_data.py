@@ -22,7 +22,7 @@ import torch
 from skorch.dataset import Dataset as SkorchDataset
 from torch.utils.data import TensorDataset
 
-from ._validation import Annotations, _missing_mask, _observed_classes, check_annotations
+from ._validation import _missing_mask, _observed_classes, annotations_from_coordinates
 
 #: Rows per read when scanning the annotation rows.
 _SCAN_ROWS = 1 << 16
@@ -180,12 +180,12 @@ def read_crowd_dataset(dataset, *, missing_label=-1, classes=None):
         The features, read on demand.
     annotations : Annotations
         Observed labels in CSR order, as :func:`~skannot._validation.check_annotations`
-        would return for the full annotation matrix.
+        returns them for the full annotation matrix.
     classes_ : ndarray of shape (n_classes,)
     """
     X = DatasetRows(dataset)
-    counts, annotators, values = [], [], []
-    n_annotators = None
+    samples, annotators, values = [], [], []
+    n_annotators, start = None, 0
     for chunk in _annotation_chunks(dataset):
         if chunk.ndim != 2:
             raise ValueError(f"Annotation rows must be 1-D; got rows of shape {chunk.shape[1:]}.")
@@ -197,16 +197,18 @@ def read_crowd_dataset(dataset, *, missing_label=-1, classes=None):
                 "every row must hold one entry per annotator."
             )
         rows, cols = np.nonzero(~_missing_mask(chunk, missing_label))
-        counts.append(np.bincount(rows, minlength=len(chunk)))
-        annotators.append(cols.astype(np.int64))
+        samples.append(rows + start)
+        annotators.append(cols)
         values.append(_observed_classes(chunk[rows, cols]))
+        start += len(chunk)
     if len({"str" if v.dtype.kind in "US" else "num" for v in values if len(v)}) > 1:
         raise ValueError("The annotations mix string and numeric labels; use one type for all labels.")
-    # Encoding the observed labels as one column reuses every check on classes and missing_label.
-    encoded, classes_, _ = check_annotations(
-        np.concatenate(values).reshape(-1, 1), missing_label=missing_label, classes=classes
+    annotations, classes_ = annotations_from_coordinates(
+        np.concatenate(samples),
+        np.concatenate(annotators),
+        np.concatenate(values),
+        shape=(len(dataset), n_annotators),
+        missing_label=missing_label,
+        classes=classes,
     )
-    indptr = np.zeros(len(dataset) + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(counts), out=indptr[1:])
-    annotations = Annotations(indptr, np.concatenate(annotators), encoded.labels, n_annotators)
     return X, annotations, classes_

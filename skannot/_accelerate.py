@@ -193,6 +193,14 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         self.accelerator.free_memory()
         return self
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        # skorch restores the weights onto ``device``, which Accelerate leaves at None:
+        # record where they live, as a plain net does.
+        if state["device"] is None:
+            state["device"] = str(self.accelerator.device)
+        return state
+
     def train_step(self, batch, **fit_params):
         with self.accelerator.accumulate(self.pair_step_):
             return AnnotMixNet.train_step(self, batch, **fit_params)

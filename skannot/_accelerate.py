@@ -257,9 +257,8 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
     accelerator_ : accelerate.Accelerator
         The accelerator of the latest ``fit``.
     device_ : torch.device
-        ``accelerator_.device``.
-
-    Other fitted attributes are those of :class:`AnnotMixClassifier`.
+        ``accelerator_.device``. The other fitted attributes are those of
+        :class:`AnnotMixClassifier`.
 
     Examples
     --------

@@ -377,7 +377,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             If the training loss becomes NaN or infinite; the estimator is
             then left unfitted.
         """
-        if Z is None:
+        if Z is None and not isinstance(X, Dataset):
             # sklearn's wording, which its estimator checks and users of other classifiers know.
             raise ValueError(
                 "Z is None: AnnotMixClassifier requires y to be passed, but the target y is None; "

@@ -24,57 +24,35 @@ from __future__ import annotations
 import torch
 from skorch.hf import AccelerateMixin
 from torch import nn
-from torch.nn import functional as F
 
 from ._annot_mix import AnnotMixClassifier
-from ._training import AnnotMixNet, PairBatchIterator, mix_pairs
+from ._training import AnnotMixNet, PairBatchIterator
 
 
 class _PairStep(nn.Module):
-    """The training forward pass of annot-mix as one module.
+    """One training forward pass of annot-mix as a module, for DDP.
 
     DDP synchronises gradients only of computations that run through the
-    wrapped module's ``forward``; the plain net calls the parts of an
-    ``AnnotMixModule`` one by one, so the accelerated net wraps this module
-    instead. It shares every parameter with ``module``.
+    wrapped module's ``forward``; the net's loss calls the parts of an
+    ``AnnotMixModule`` one by one, so the accelerated net wraps this module,
+    which holds the same parameters and runs the net's own loss.
 
     Parameters
     ----------
     module : AnnotMixModule
+        The net's ``module_``, registered here so that DDP sees its parameters.
+    pair_loss : callable
+        The net's :meth:`~skannot._training.AnnotMixNet._pair_loss`.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, pair_loss):
         super().__init__()
         self.module = module
+        self.pair_loss = pair_loss
 
-    def forward(self, x, rows, annotators, lam=None, partner=None):
-        """
-        Parameters
-        ----------
-        x : Tensor of shape (B, n_features)
-        rows, annotators : LongTensor of shape (P,)
-            Instance (position in ``x``) and annotator of each pair.
-        lam : Tensor of shape (P,) or None
-            Mixing weights; None trains without mixup.
-        partner : LongTensor of shape (P,) or None
-            Partner pair of each pair.
-
-        Returns
-        -------
-        log_class_proba : Tensor of shape (P, C)
-        log_confusion : Tensor of shape (P, C, C)
-        logits : Tensor of shape (P, C)
-        """
-        module = self.module
-        annotator_embedding = module.annotator_embedding(annotators)
-        if lam is not None:
-            logits, embedding = module.gt_model(mix_pairs(x[rows], lam, partner))
-            annotator_embedding = mix_pairs(annotator_embedding, lam, partner)
-        else:
-            logits, embedding = module.gt_model(x)
-            logits, embedding = logits[rows], embedding[rows]
-        log_confusion = module.annotator_log_confusion(embedding, annotator_embedding)
-        return F.log_softmax(logits, dim=1), log_confusion, logits
+    def forward(self, x, rows, annotators, labels, lam=None, partner=None):
+        """The batch's loss and GT logits, as ``AnnotMixNet._pair_loss`` returns them."""
+        return self.pair_loss(x, rows, annotators, labels, lam, partner)
 
 
 class ShardedPairBatchIterator(PairBatchIterator):
@@ -147,7 +125,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         if self._wrapped_with_accelerator:
             return self
         with self._current_init_context("module"):
-            self.pair_step_ = self.accelerator.prepare(_PairStep(self.module_))
+            self.pair_step_ = self.accelerator.prepare(_PairStep(self.module_, self._pair_loss))
         with self._current_init_context("optimizer"):
             for name in self._optimizers:
                 setattr(self, name + "_", self.accelerator.prepare(getattr(self, name + "_")))
@@ -211,16 +189,9 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         device = self.accelerator.device
         x = x.to(device, non_blocking=True)
         rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
+        lam, partner = self.mixing_weights(len(rows), device) if self.alpha > 0 else (None, None)
         with self.accelerator.autocast():
-            if self.alpha > 0:
-                lam, partner = self.mixing_weights(len(rows), device)
-                log_class_proba, log_confusion, logits = self.pair_step_(x, rows, annotators, lam, partner)
-                partner_labels = labels[partner]
-            else:
-                log_class_proba, log_confusion, logits = self.pair_step_(x, rows, annotators)
-                lam = torch.ones(len(rows), device=device)
-                partner_labels = labels
-            loss = self.criterion_(log_class_proba, log_confusion, labels, partner_labels, lam)
+            loss, logits = self.pair_step_(x, rows, annotators, labels, lam, partner)
         self.accelerator.backward(loss * share)
         return {"loss": loss, "y_pred": logits}
 
@@ -288,6 +259,13 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
         return sorted({*AnnotMixClassifier._get_param_names(), "accelerator"})
 
     def _training_device(self):
+        for name, value, advice in (
+            ("mixed_precision", self.mixed_precision, 'pass Accelerator(mixed_precision="bf16") instead'),
+            ("compile", self.compile, "leave it False"),
+            ("sparse_annotator_updates", self.sparse_annotator_updates is True, 'leave it "auto" or False'),
+        ):
+            if value:
+                raise ValueError(f"{type(self).__name__} does not support {name}=True; {advice}.")
         if self.device is not None:
             raise ValueError(
                 f"device={self.device!r}, but {type(self).__name__} lets Accelerate place the model; "
@@ -304,11 +282,16 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
 
     def _build_net(self, module, device):
         plain = super()._build_net(module, device)
+        # DDP averages dense gradients only (NCCL has no sparse all-reduce): the "auto"
+        # choice of sparse annotator updates falls back to dense ones.
+        module.annotator_embedding.sparse = False
+        self.sparse_annotator_updates_ = False
         params = {key: value for key, value in plain.get_params(deep=False).items() if key[0] != "_"}
         params.update(
             # The accelerator's print logs on the main process only, but ignores verbose=0.
             callbacks__print_log__sink=self.accelerator_.print if self.verbose else print,
             device=None,
+            sparse_annotators=False,
             iterator_train=ShardedPairBatchIterator,
             iterator_train__accelerator=self.accelerator_,
         )

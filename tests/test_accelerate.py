@@ -65,6 +65,10 @@ def test_parameters_clone_and_device_rule(data):
     assert copy.get_params()["accelerator"] is accelerator and copy.alpha == 0.5
     with pytest.raises(ValueError, match="leave device=None"):
         AcceleratedAnnotMixClassifier(device="cpu", **SMALL).fit(X, Z)
+    with pytest.raises(ValueError, match="mixed_precision=True; pass Accelerator"):
+        AcceleratedAnnotMixClassifier(mixed_precision=True, **SMALL).fit(X, Z)
+    with pytest.raises(ValueError, match="sparse_annotator_updates=True"):
+        AcceleratedAnnotMixClassifier(sparse_annotator_updates=True, **SMALL).fit(X, Z)
 
 
 def fake_accelerator(rank, n_processes):

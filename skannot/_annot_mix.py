@@ -589,7 +589,8 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         if unlabelled.any():
             with torch.no_grad():
                 table = module.annotator_embedding.weight
-                table[torch.from_numpy(unlabelled)] = table[torch.from_numpy(~unlabelled)].mean(0)
+                mask = torch.from_numpy(unlabelled).to(table.device)
+                table[mask] = table[~mask].mean(0)
 
         sums = _AnnotatorSums(self.n_annotators_, len(self.classes_))
         with torch.inference_mode():
@@ -755,12 +756,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             In the CSR order of ``annotations``.
         """
         module = self.net_.module_.eval()
-        n_classes = len(self.classes_)
         out = torch.empty(annotations.n_labels, dtype=torch.float64)
         samples = torch.from_numpy(annotations.samples)
         annotators = torch.from_numpy(annotations.annotators)
         labels = torch.from_numpy(annotations.labels)
-        rows_per_chunk = max(1, min(_ROW_CHUNK, _PAIR_BUDGET // (n_classes * n_classes * 8)))
+        rows_per_chunk = self._rows_per_pair_chunk(int(np.diff(annotations.indptr).max(initial=0)))
         device = self.device_
         with torch.inference_mode():
             for start, stop in inference_chunks(len(X), rows_per_chunk):

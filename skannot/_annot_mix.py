@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from ._large_data import DatasetRows, read_crowd_dataset
 from ._nn import MLP, AnnotMixModule
 from ._training import AnnotMixLoss, AnnotMixNet, CrowdDataset, PairBatchIterator, inference_chunks
-from ._validation import check_annotations
+from ._validation import Annotations, check_annotations
 from .metrics import annotation_accuracy_score
 
 #: Prefixes of the nested parameters passed on to the components, skorch style.
@@ -474,12 +474,16 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             self.n_features_in_ = X.n_features
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif X.n_features != self.n_features_in_:
+        else:
+            self._check_dataset_features(X)
+        return X, annotations, classes, None
+
+    def _check_dataset_features(self, rows):
+        if rows.n_features != self.n_features_in_:
             raise ValueError(
-                f"The Dataset has {X.n_features} features, but {type(self).__name__} is fitted "
+                f"The Dataset has {rows.n_features} features, but {type(self).__name__} is fitted "
                 f"on {self.n_features_in_}."
             )
-        return X, annotations, classes, None
 
     def _training_device(self):
         """Device the net trains on (the accelerated subclass lets Accelerate choose)."""
@@ -594,46 +598,55 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
 
         sums = _AnnotatorSums(self.n_annotators_, len(self.classes_))
         with torch.inference_mode():
-            samples = torch.from_numpy(annotations.samples)
-            annotators = torch.from_numpy(annotations.annotators)
-            max_labels = int(np.diff(annotations.indptr).max())
-            for start, stop in inference_chunks(len(X), self._rows_per_pair_chunk(max_labels)):
-                lo, hi = annotations.indptr[start], annotations.indptr[stop]
-                sums.add(
-                    annotators[lo:hi],
-                    *self._pair_posteriors(module, X[start:stop], samples[lo:hi] - start, annotators[lo:hi]),
-                )
+            self._add_pair_posteriors(sums, module, X, annotations)
             if unlabelled.any():
                 # Every unlabelled annotator now has the same (mean) embedding:
                 # summarise that one stand-in over a fixed sample of instances.
                 stand_in = int(np.flatnonzero(unlabelled)[0])
                 reference = X[np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS]]
-                average = _AnnotatorSums(1, len(self.classes_))
-                for start, stop in inference_chunks(len(reference), self._rows_per_pair_chunk(1)):
-                    n = stop - start
-                    pairs = self._pair_posteriors(
-                        module, reference[start:stop], torch.arange(n), torch.full((n,), stand_in)
-                    )
-                    average.add(torch.zeros(n, dtype=torch.long), *pairs)
-                sums.assign(unlabelled, average)
-                counts = np.where(unlabelled, len(reference), counts)
+                n = len(reference)
+                one_pair_each = Annotations(
+                    np.arange(n + 1), np.full(n, stand_in), np.zeros(n, dtype=np.int64), self.n_annotators_
+                )
+                average = _AnnotatorSums(self.n_annotators_, len(self.classes_))
+                self._add_pair_posteriors(average, module, reference, one_pair_each)
+                sums.assign(unlabelled, average, stand_in)
+                counts = np.where(unlabelled, n, counts)
         self.annotator_confusion_, self.annotator_accuracy_ = sums.summaries(counts)
+
+    def _add_pair_posteriors(self, sums, module, X, annotations):
+        """Add ``p(y | x)`` and ``P(z | x, a, y)`` of every observed pair to ``sums``, in float64."""
+        for (lo, hi), logits, log_confusion in self._observed_pair_outputs(module, X, annotations):
+            class_proba = F.softmax(logits.float(), dim=1).double().cpu()
+            confusion = log_confusion.float().exp().double().cpu()
+            sums.add(torch.from_numpy(annotations.annotators[lo:hi]), class_proba, confusion)
+
+    def _observed_pair_outputs(self, module, X, annotations):
+        """GT logits (P, C) and ``log P(z | x, a, y)`` (P, C, C) of the observed pairs, chunk by chunk.
+
+        Yields ``((lo, hi), logits, log_confusion)`` for the pairs at CSR
+        positions ``lo:hi``, on the model's device; chunks of rows of ``X`` are
+        sized so that (pairs x C x C) stays within the memory budget.
+        """
+        device = self.device_
+        samples = torch.from_numpy(annotations.samples)
+        annotators = torch.from_numpy(annotations.annotators)
+        rows_per_chunk = self._rows_per_pair_chunk(int(np.diff(annotations.indptr).max(initial=0)))
+        for start, stop in inference_chunks(len(X), rows_per_chunk):
+            lo, hi = int(annotations.indptr[start]), int(annotations.indptr[stop])
+            if lo == hi:
+                continue
+            logits, embedding = module.gt_model(X[start:stop].to(device))
+            rows = (samples[lo:hi] - start).to(device)
+            log_confusion = module.annotator_log_confusion(
+                embedding[rows], module.annotator_embedding(annotators[lo:hi].to(device))
+            )
+            yield (lo, hi), logits[rows], log_confusion
 
     def _rows_per_pair_chunk(self, pairs_per_row):
         """Rows per chunk so that (pairs x C x C) stays within the memory budget."""
         n_classes = len(self.classes_)
         return max(1, min(_ROW_CHUNK, _PAIR_BUDGET // max(1, pairs_per_row * n_classes * n_classes)))
-
-    def _pair_posteriors(self, module, x, rows, annotators):
-        """``p(y | x)`` (P, C) and ``P(z | x, a, y)`` (P, C, C) of pairs, float64 on the CPU."""
-        device = self.device_
-        logits, embedding = module.gt_model(x.to(device))
-        rows, annotators = rows.to(device), annotators.to(device)
-        class_proba = F.softmax(logits.float(), dim=1)[rows]
-        log_confusion = module.annotator_log_confusion(
-            embedding[rows], module.annotator_embedding(annotators)
-        )
-        return class_proba.double().cpu(), log_confusion.float().exp().double().cpu()
 
     # -- prediction ----------------------------------------------------------
 
@@ -641,11 +654,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         if isinstance(X, Dataset):
             rows = DatasetRows(X)
-            if rows.n_features != self.n_features_in_:
-                raise ValueError(
-                    f"The Dataset has {rows.n_features} features, but {type(self).__name__} is "
-                    f"fitted on {self.n_features_in_}."
-                )
+            self._check_dataset_features(rows)
             return rows
         return torch.from_numpy(validate_data(self, X, dtype=np.float32, reset=False))
 
@@ -757,24 +766,12 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         """
         module = self.net_.module_.eval()
         out = torch.empty(annotations.n_labels, dtype=torch.float64)
-        samples = torch.from_numpy(annotations.samples)
-        annotators = torch.from_numpy(annotations.annotators)
         labels = torch.from_numpy(annotations.labels)
-        rows_per_chunk = self._rows_per_pair_chunk(int(np.diff(annotations.indptr).max(initial=0)))
-        device = self.device_
         with torch.inference_mode():
-            for start, stop in inference_chunks(len(X), rows_per_chunk):
-                lo, hi = annotations.indptr[start], annotations.indptr[stop]
-                if lo == hi:
-                    continue
-                logits, embedding = module.gt_model(X[start:stop].to(device))
-                rows = (samples[lo:hi] - start).to(device)
-                log_confusion = module.annotator_log_confusion(
-                    embedding[rows], module.annotator_embedding(annotators[lo:hi].to(device))
-                )
-                log_class_proba = F.log_softmax(logits.double(), dim=1)[rows]
+            for (lo, hi), logits, log_confusion in self._observed_pair_outputs(module, X, annotations):
+                log_class_proba = F.log_softmax(logits.double(), dim=1)
                 log_proba = torch.logsumexp(log_class_proba[:, :, None] + log_confusion.double(), dim=1)
-                out[lo:hi] = log_proba.gather(1, labels[lo:hi, None].to(device))[:, 0].cpu()
+                out[lo:hi] = log_proba.gather(1, labels[lo:hi, None].to(log_proba.device))[:, 0].cpu()
         return out.numpy()
 
     def score(self, X, Z, sample_weight=None):
@@ -819,10 +816,12 @@ class _AnnotatorSums:
         self.plain.index_add_(0, annotators, confusion)
         self.mass.index_add_(0, annotators, class_proba)
 
-    def assign(self, mask, other):
-        """Copy the sums of the single annotator of ``other`` into the annotators in ``mask``."""
+    def assign(self, mask, other, source):
+        """Copy the sums of annotator ``source`` of ``other`` into the annotators in ``mask``."""
         mask = torch.from_numpy(mask)
-        self.weighted[mask], self.plain[mask], self.mass[mask] = other.weighted, other.plain, other.mass
+        self.weighted[mask] = other.weighted[source]
+        self.plain[mask] = other.plain[source]
+        self.mass[mask] = other.mass[source]
 
     def summaries(self, counts):
         """Confusion matrices (M, C, C) and accuracies (M,) from the sums over ``counts`` pairs each."""

@@ -57,6 +57,12 @@ class Annotations:
         """Number of observed labels of each annotator, shape (n_annotators,)."""
         return np.bincount(self.annotators, minlength=self.n_annotators)
 
+    def votes(self, n_classes):
+        """Number of labels of each class per sample, shape (n_samples, n_classes)."""
+        counts = np.zeros((self.n_samples, n_classes))
+        np.add.at(counts, (self.samples, self.labels), 1.0)
+        return counts
+
     def subset(self, rows):
         """Annotations of the samples ``rows`` (an integer index array)."""
         rows = np.asarray(rows, dtype=np.int64)

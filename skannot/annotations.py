@@ -50,9 +50,7 @@ def majority_vote(Z, *, missing_label=-1, classes=None, random_state=None):
             raise
         n_samples = Z.shape[0] if hasattr(Z, "shape") else len(Z)
         return np.full(n_samples, missing_label, dtype=object if missing_label is None else None)
-    n_samples, n_classes = annotations.n_samples, len(classes_)
-    votes = np.zeros((n_samples, n_classes))
-    np.add.at(votes, (annotations.samples, annotations.labels), 1.0)
+    votes = annotations.votes(len(classes_))
     noise = check_random_state(random_state).uniform(0, 0.5, size=votes.shape)
     winner = np.argmax(votes + noise, axis=1)
     y = classes_[winner]

@@ -110,8 +110,8 @@ class AnnotationStratifiedKFold(BaseCrossValidator):
         check_consistent_length(X, y)
         annotations, classes, _ = check_annotations(y, missing_label=self.missing_label)
         n_samples, n_classes = annotations.n_samples, len(classes)
-        votes = np.zeros((n_samples, n_classes + 1))
-        np.add.at(votes, (annotations.samples, annotations.labels), 1.0)
+        # The extra last class is the group of the samples without any label.
+        votes = annotations.votes(n_classes + 1)
         unlabelled = np.diff(annotations.indptr) == 0
         votes[unlabelled, n_classes] = 1.0
         group = votes.argmax(1)

@@ -103,7 +103,13 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         Learning rate.
     optimizer : torch optimizer class, default=torch.optim.RAdam
         Configure it further with ``optimizer__*`` (e.g.
-        ``optimizer__weight_decay=1e-4``).
+        ``optimizer__weight_decay=1e-4``). ``torch.optim.RAdam`` with
+        options among ``lr``, ``betas``, ``eps``, ``weight_decay``,
+        ``decoupled_weight_decay``, ``maximize`` and ``foreach`` runs as
+        ``skannot._optim.FlatRAdam``: the same update on one contiguous
+        buffer holding all parameters, which makes each step cheaper; the
+        network's parameters are then views of that buffer. Other optimizers
+        get ``foreach=True`` where they accept it.
     lr_scheduler : {"cosine"} or None, default="cosine"
         ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
         (``lr_scheduler__*`` parameters go to

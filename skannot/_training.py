@@ -26,6 +26,7 @@ from skorch import NeuralNet
 from torch import nn
 from torch.utils.data import Dataset
 
+from ._optim import FlatRAdam, flat_radam_applies
 from .exceptions import TrainingDivergedError
 
 
@@ -218,16 +219,25 @@ class AnnotMixNet(NeuralNet):
         self.mixed_precision = mixed_precision
         self.compile_step = compile_step
 
+    #: Whether :class:`torch.optim.RAdam` may run as :class:`~skannot._optim.FlatRAdam`.
+    flat_optimizer = True
+
     def initialize_optimizer(self, *args, **kwargs):
-        if not self.sparse_annotators:
-            return super().initialize_optimizer(*args, **kwargs)
         table = "annotator_embedding.weight"
-        named = [(n, p) for n, p in self.get_all_learnable_params() if n != table]
+        named = [
+            (n, p) for n, p in self.get_all_learnable_params() if not (self.sparse_annotators and n == table)
+        ]
         opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", named)
-        self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
-        self.annotator_optimizer_ = torch.optim.SparseAdam(
-            [self.module_.annotator_embedding.weight], lr=self.optimizer_.param_groups[0]["lr"]
-        )
+        optimizer = self.optimizer
+        params = [p for group in opt_args[0] for p in group["params"]]
+        if self.flat_optimizer and flat_radam_applies(optimizer, opt_kwargs, params):
+            # The same update on one buffer per parameter group: see skannot._optim.
+            optimizer = FlatRAdam
+        self.optimizer_ = optimizer(*opt_args, **opt_kwargs)
+        if self.sparse_annotators:
+            self.annotator_optimizer_ = torch.optim.SparseAdam(
+                [self.module_.annotator_embedding.weight], lr=self.optimizer_.param_groups[0]["lr"]
+            )
         return self
 
     def _step_optimizer(self, step_fn):

@@ -9,7 +9,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
-from skannot._nn import Dropout
+from skannot._nn import Dropout, keep_mask
+from skannot._optim import FlatRAdam
 from skannot._training import AnnotMixLoss, CrowdDataset
 from skannot._validation import check_annotations
 
@@ -26,6 +27,20 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
     torch.testing.assert_close(Dropout(0.3).eval()(x), x)
     torch.testing.assert_close(Dropout(0.0).train()(x), x)
     assert (Dropout(1.0).train()(x) == 0).all()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_mask_keeps_with_probability_one_minus_p(p):
+    torch.manual_seed(0)
+    mask = keep_mask((301, 333), p)  # an odd number of elements
+    assert mask.shape == (301, 333) and mask.dtype == torch.float32
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert abs(mask.mean().item() - (1 - p)) < 4 * (p * (1 - p) / mask.numel()) ** 0.5
+    # neighbouring elements (halves of one 64-bit draw) are independent
+    both = (mask.flatten()[:-1:2] * mask.flatten()[1::2]).mean().item()
+    assert abs(both - (1 - p) ** 2) < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(keep_mask((301, 333), p), mask)
 
 
 def test_dropout_gradient_is_the_mask():
@@ -50,14 +65,36 @@ def test_loss_accepts_unnormalised_logits():
     assert from_logits.item() == pytest.approx(from_log_proba.item(), rel=1e-12)
 
 
-def test_foreach_optimizer_by_default_unless_set(crowd_data):
+def test_default_radam_runs_flat_and_other_optimizers_foreach(crowd_data):
     X, _, Z, _ = crowd_data
     clf = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z)
+    optimizer = clf.net_.optimizer_
+    assert type(optimizer) is FlatRAdam and isinstance(optimizer, torch.optim.RAdam)
+    # one buffer holds the whole network; the module's parameters are views of it
+    (flat,) = optimizer.param_groups[0]["params"]
+    module = clf.net_.module_
+    assert flat.numel() == sum(p.numel() for p in module.parameters())
+    assert all(
+        p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for p in module.parameters()
+    )
+    clf = AnnotMixClassifier(**SMALL, optimizer=torch.optim.SGD, random_state=0).fit(X, Z)
     assert clf.net_.optimizer_.defaults["foreach"] is True
-    clf = AnnotMixClassifier(**SMALL, optimizer__foreach=False, random_state=0).fit(X, Z)
-    assert clf.net_.optimizer_.defaults["foreach"] is False
+    clf = AnnotMixClassifier(**SMALL, optimizer=torch.optim.SGD, optimizer__foreach=False, random_state=0)
+    assert clf.fit(X, Z).net_.optimizer_.defaults["foreach"] is False
     clf = AnnotMixClassifier(**SMALL, optimizer=_PlainSGD, random_state=0).fit(X, Z)
     assert clf.net_.optimizer_.defaults["foreach"] is None
+    # options FlatRAdam does not implement fall back to torch's RAdam
+    clf = AnnotMixClassifier(**SMALL, optimizer__differentiable=False, random_state=0).fit(X, Z)
+    assert type(clf.net_.optimizer_) is torch.optim.RAdam
+
+
+def test_flat_radam_fit_matches_torch_radam(crowd_data):
+    """Same data, seed and update: the flat buffer changes only floating-point rounding."""
+    X, _, Z, _ = crowd_data
+    flat = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z)
+    plain = AnnotMixClassifier(**SMALL, optimizer__differentiable=False, random_state=0).fit(X, Z)
+    np.testing.assert_allclose(flat.history_[:, "train_loss"], plain.history_[:, "train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(flat.predict_proba(X), plain.predict_proba(X), atol=1e-4)
 
 
 class _PlainSGD(torch.optim.SGD):

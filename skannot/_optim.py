@@ -1,0 +1,258 @@
+"""RAdam on one contiguous buffer per parameter group.
+
+The network of a tabular annot-mix model is small (about 10^5 parameters in
+15 tensors), so on the CPU :class:`torch.optim.RAdam` spends most of its step
+on per-tensor bookkeeping and on the temporaries of its update, not on
+arithmetic: about a sixth of a training step on Music Genres, even with
+``foreach=True``. :class:`FlatRAdam` moves every parameter of a group into
+one flat buffer (the module's parameters become views of it, and so do
+their gradients) and applies the same update once per group with five
+in-place passes over the buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: Keyword arguments of :class:`torch.optim.RAdam` that :class:`FlatRAdam` honours.
+SUPPORTED_OPTIONS = frozenset(
+    {"lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "foreach", "maximize"}
+)
+
+
+def flat_radam_applies(optimizer, options, params):
+    """Whether an optimizer request can run as :class:`FlatRAdam`.
+
+    Parameters
+    ----------
+    optimizer : callable
+        The requested optimizer class; only :class:`torch.optim.RAdam` itself
+        qualifies (a subclass may change the update).
+    options : dict
+        Its keyword arguments.
+    params : list of Tensor
+        The parameters to optimise.
+
+    Returns
+    -------
+    applies : bool
+        True when the options are all supported, ``lr`` is a number and the
+        parameters are dense, real and share one device and dtype.
+    """
+    if optimizer is not torch.optim.RAdam or not set(options) <= SUPPORTED_OPTIONS:
+        return False
+    if isinstance(options.get("lr"), torch.Tensor) or not params:
+        return False
+    first = params[0]
+    return all(
+        p.device == first.device and p.dtype == first.dtype and not p.is_sparse and not p.is_complex()
+        for p in params
+    )
+
+
+class FlatRAdam(torch.optim.RAdam):
+    """:class:`torch.optim.RAdam` with each parameter group stored in one flat buffer.
+
+    The update is RAdam's (Liu et al., 2020) as torch implements it,
+    including coupled or decoupled weight decay and ``maximize``, and equal
+    to :class:`torch.optim.RAdam`'s up to floating-point rounding. Creating
+    the optimizer copies each group's parameters into one contiguous buffer
+    and makes every parameter's ``.data`` and ``.grad`` views into the
+    group's buffers, so backward passes write straight into them.
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dict
+        Parameters or parameter groups, as for any torch optimizer. All
+        parameters must be dense, real, and on one device with one dtype.
+    lr, betas, eps, weight_decay, decoupled_weight_decay, maximize
+        As for :class:`torch.optim.RAdam`.
+    foreach : bool, optional
+        Accepted for compatibility and ignored: there is one tensor per group.
+
+    Notes
+    -----
+    ``zero_grad`` always zeroes the gradient buffers in place (it never sets
+    gradients to ``None``, which would cut them off from the buffer). If
+    something replaces a parameter's ``.data`` or ``.grad`` (for example
+    ``module.to(other_device)`` or ``module.zero_grad()``), the next
+    ``zero_grad`` or ``step`` notices, copies the current values into the
+    buffer (moving the buffer and the optimizer state to the parameters'
+    device and dtype if they changed) and links the views again.
+
+    ``param_groups[i]["params"]`` holds the group's one flat buffer, and the
+    optimizer state (``step``, ``exp_avg``, ``exp_avg_sq``, as
+    :class:`torch.optim.RAdam` names them) is kept for that buffer.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        decoupled_weight_decay=False,
+        *,
+        foreach=None,
+        maximize=False,
+    ):
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self._members = []
+        flat_groups = []
+        for group in groups:
+            members = [p for p in group["params"]]
+            if not members:
+                raise ValueError("FlatRAdam got an empty parameter group.")
+            if len({(p.device, p.dtype) for p in members}) > 1:
+                raise ValueError(
+                    "FlatRAdam needs the parameters of a group on one device with one dtype; "
+                    "use torch.optim.RAdam for mixed parameters."
+                )
+            flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in members]))
+            self._members.append(members)
+            flat_groups.append({**group, "params": [flat]})
+        super().__init__(
+            flat_groups,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
+        for group, members in zip(self.param_groups, self._members):
+            self._link(group["params"][0], members)
+
+    # -- keeping the parameters views of the buffers ---------------------------
+
+    @staticmethod
+    def _link(flat, members):
+        """Make each member's data and gradient views of ``flat`` and ``flat.grad``."""
+        if flat.grad is None:
+            flat.grad = torch.zeros_like(flat)
+        offset = 0
+        for p in members:
+            n = p.numel()
+            p.data = flat.data[offset : offset + n].view_as(p)
+            p.grad = flat.grad[offset : offset + n].view_as(p)
+            offset += n
+
+    @staticmethod
+    def _linked(flat, members):
+        grad = flat.grad
+        if grad is None:
+            return False
+        data_ptr, grad_ptr, size = flat.data_ptr(), grad.data_ptr(), flat.element_size()
+        offset = 0
+        for p in members:
+            if (
+                p.grad is None
+                or p.data_ptr() != data_ptr + offset * size
+                or p.grad.data_ptr() != grad_ptr + offset * size
+                or p.device != flat.device
+                or p.dtype != flat.dtype
+            ):
+                return False
+            offset += p.numel()
+        return True
+
+    def _relink(self):
+        """Re-establish the views where something replaced a parameter's data or gradient."""
+        for group, members in zip(self.param_groups, self._members):
+            flat = group["params"][0]
+            if self._linked(flat, members):
+                continue
+            # The members' own tensors hold the current values: copy them in.
+            values = torch.cat([p.detach().reshape(-1) for p in members])
+            grads = torch.cat(
+                [
+                    (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1)
+                    for p in members
+                ]
+            )
+            flat.data = values
+            flat.grad = grads
+            state = self.state.get(flat)
+            for key in ("exp_avg", "exp_avg_sq"):
+                if state and key in state:
+                    state[key] = state[key].to(device=values.device, dtype=values.dtype)
+            self._link(flat, members)
+
+    def zero_grad(self, set_to_none=True):
+        """Zero the gradient buffers in place (``set_to_none`` is ignored, see the class notes)."""
+        self._relink()
+        for group in self.param_groups:
+            group["params"][0].grad.zero_()
+
+    def __getstate__(self):
+        # torch's Optimizer pickles only defaults, state and param_groups; the members must
+        # travel too (pickled with the module in one go, they stay the module's parameters).
+        return {**super().__getstate__(), "_members": self._members}
+
+    def __setstate__(self, state):
+        # Gradients are not pickled: the next zero_grad or step links them again.
+        super().__setstate__(state)
+
+    # -- the update ------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One RAdam update of every group.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss.
+
+        Returns
+        -------
+        loss : Tensor or None
+            What ``closure`` returned.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._relink()
+        for group in self.param_groups:
+            flat = group["params"][0]
+            grad = flat.grad
+            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            state = self.state[flat]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(flat, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(flat, memory_format=torch.preserve_format)
+            state["step"] += 1
+            step = state["step"].item()
+            if group["maximize"]:
+                grad = -grad
+            if weight_decay != 0:
+                if group["decoupled_weight_decay"]:
+                    flat.mul_(1 - lr * weight_decay)
+                else:
+                    grad = grad.add(flat, alpha=weight_decay)
+            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            rho_inf = 2 / (1 - beta2) - 1
+            rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+            if rho_t > 5.0:
+                rect = math.sqrt(
+                    (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+                )
+                denominator = exp_avg_sq.sqrt().add_(eps)
+                flat.addcdiv_(
+                    exp_avg, denominator, value=-lr * rect * math.sqrt(bias_correction2) / bias_correction1
+                )
+            else:
+                flat.add_(exp_avg, alpha=-lr / bias_correction1)
+        return loss

@@ -1,19 +1,24 @@
 """Data-parallel training through Hugging Face Accelerate (optional dependency).
 
 Under ``accelerate launch``, every process runs the same script and the same
-``fit``. The processes draw the same shuffled order of instances (process 0's
-order is broadcast), split every batch of ``batch_size`` instances into one
-shard per process, and average their gradients with
-``DistributedDataParallel`` (DDP). So one optimizer step still consumes one
-batch of ``batch_size`` instances, the number of steps per epoch and the
-learning-rate schedule do not depend on the number of processes, and each
-process's loss is weighted by its share of the batch's pairs, so that the
-averaged gradient is the gradient of the mean over all pairs of the batch.
+``fit``, and the processes together compute what one process would:
 
-What differs from a single process: mixup partners are drawn within a shard,
-batch normalisation uses per-shard statistics, and each process draws its own
-mixing weights and dropout masks. Results are therefore statistically, not
-bitwise, equal to a single-process fit; with one process they are identical.
+- they share one seed (process 0's, when ``random_state`` is None), so they
+  draw the same order of instances, the same mixing weights and partners and
+  the same dropout masks as a single process;
+- every process loads the whole batch of ``batch_size`` instances and runs
+  the network on its contiguous slice of the batch's (mixed) pairs, or of its
+  instances when ``alpha=0``; dropout masks are drawn for the whole batch and
+  sliced (:func:`skannot._nn.row_shard`);
+- batch normalisation computes its statistics over the whole batch with
+  differentiable all-reduces (:class:`SyncBatchNorm1d`);
+- each process's loss is its pairs' summed loss over the batch's number of
+  pairs, times the number of processes, and ``DistributedDataParallel``
+  (DDP) averages the gradients: the gradient of the batch's mean loss.
+
+So a fit on several processes equals the single-process fit up to the order
+of floating-point operations, with the same steps per epoch and the same
+learning-rate schedule. With one process the plain training step runs.
 
 ``accelerate`` is imported only when an accelerated fit needs a default
 ``Accelerator``, so the rest of skannot works without it.
@@ -21,11 +26,14 @@ bitwise, equal to a single-process fit; with one process they are identical.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from skorch.hf import AccelerateMixin
+from torch import distributed as dist
 from torch import nn
 
 from ._annot_mix import AnnotMixClassifier
+from ._nn import row_shard
 from ._training import AnnotMixNet, PairBatchIterator
 
 
@@ -55,62 +63,98 @@ class _PairStep(nn.Module):
         return self.pair_loss(x, rows, annotators, labels, lam, partner)
 
 
-class ShardedPairBatchIterator(PairBatchIterator):
-    """:class:`~skannot._training.PairBatchIterator` that gives each process its shard of every batch.
+class SharedOrderPairBatchIterator(PairBatchIterator):
+    """:class:`~skannot._training.PairBatchIterator` whose shuffled order comes from process 0.
 
-    Yields ``(x, pairs, share)``: this process's part of the batch as
-    :meth:`CrowdDataset.batch` returns it, and ``share = num_processes *
-    local_pairs / batch_pairs``, the factor that turns the mean loss over the
-    local pairs into this process's part of the mean over the batch once DDP
-    averages the gradients.
+    Every process iterates over the same whole batches (each then computes
+    its slice, see :class:`AcceleratedAnnotMixNet`). The processes share a
+    seed, so they draw the same order anyway; broadcasting it keeps them in
+    step even if something seeded one process differently.
 
     Parameters
     ----------
     dataset : CrowdDataset
     batch_size : int
-        Instances per batch over all processes; at least 2 per process.
+        Instances per batch, over all processes together.
     shuffle : bool, default=False
     accelerator : accelerate.Accelerator
-        Gives ``num_processes``, ``process_index`` and the device to broadcast on.
+        Gives ``num_processes`` and the device to broadcast on.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, *, accelerator):
         super().__init__(dataset, batch_size, shuffle=shuffle)
         self.accelerator = accelerator
-        if batch_size < 2 * accelerator.num_processes:
-            raise ValueError(
-                f"batch_size={batch_size} is split over {accelerator.num_processes} processes, but "
-                "batch normalisation needs at least 2 instances per process; use batch_size >= "
-                f"{2 * accelerator.num_processes}."
-            )
 
-    def _n_rows(self):
-        # Every process must take part in every step, with at least 2 rows: a shorter
-        # trailing batch is dropped when shuffling, and its rows are seen in other epochs.
+    def __iter__(self):
         n = len(self.dataset)
-        tail = n % self.batch_size
-        if self.shuffle and n > tail and 0 < tail < 2 * self.accelerator.num_processes:
-            return n - tail
-        return n
-
-    def _order(self):
-        n = len(self.dataset)
-        if not self.shuffle:
-            return torch.arange(n)
-        order = torch.randperm(n)
-        if self.accelerator.num_processes > 1:
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        if self.shuffle and self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast
 
             order = broadcast(order.to(self.accelerator.device), from_process=0).cpu()
-        return order
+        for rows in torch.split(order[: self._n_rows()], self.batch_size):
+            yield self.dataset.batch(rows)
 
-    def __iter__(self):
-        n_processes, rank = self.accelerator.num_processes, self.accelerator.process_index
-        counts = self.dataset.indptr[1:] - self.dataset.indptr[:-1]
-        for rows in torch.split(self._order()[: self._n_rows()], self.batch_size):
-            x, pairs = self.dataset.batch(torch.tensor_split(rows, n_processes)[rank])
-            share = n_processes * len(pairs[0]) / int(counts[rows].sum())
-            yield x, pairs, share
+
+class SyncBatchNorm1d(nn.BatchNorm1d):
+    """:class:`torch.nn.BatchNorm1d` whose training statistics span all processes.
+
+    In training mode under an initialised process group of more than one
+    process, the mean and the variance are computed over the rows of every
+    process with two differentiable all-reduces (sums, then sums of squared
+    deviations), so normalisation, running statistics and gradients are those
+    of one batch norm over the whole batch; it works with every backend
+    (gloo on the CPU, NCCL on GPUs), unlike :class:`torch.nn.SyncBatchNorm`,
+    which needs a GPU. Otherwise (evaluation, one process) it is a plain
+    ``BatchNorm1d``. Inputs are (N, C) or (N, C, L).
+    """
+
+    @classmethod
+    def convert(cls, module):
+        """Turn every plain ``BatchNorm1d`` inside ``module`` (itself included) into this class, in place.
+
+        The layers keep their parameters, buffers and settings; only their
+        class changes.
+
+        Parameters
+        ----------
+        module : nn.Module
+
+        Returns
+        -------
+        module : nn.Module
+        """
+        for layer in module.modules():
+            if type(layer) is nn.BatchNorm1d:
+                layer.__class__ = cls
+        return module
+
+    def forward(self, x):
+        if not (
+            self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        ):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1, *([1] * (x.dim() - 2))]
+        count = x.new_tensor([x.numel() / max(x.shape[1], 1)])
+        totals = all_reduce(torch.cat([x.sum(dims), count]))
+        n = totals[-1]
+        mean = totals[:-1] / n
+        centered = x - mean.view(shape)
+        var = all_reduce((centered * centered).sum(dims)) / n
+        out = centered * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = 1 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                unbiased = var.detach() * (n.detach() / (n.detach() - 1).clamp(min=1))
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        return out
 
 
 class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
@@ -124,8 +168,13 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
     def _initialize_accelerator(self):
         if self._wrapped_with_accelerator:
             return self
+        if self.accelerator.num_processes > 1:
+            SyncBatchNorm1d.convert(self.module_)
+            pair_loss = self._sharded_pair_loss
+        else:
+            pair_loss = self._pair_loss
         with self._current_init_context("module"):
-            self.pair_step_ = self.accelerator.prepare(_PairStep(self.module_, self._pair_loss))
+            self.pair_step_ = self.accelerator.prepare(_PairStep(self.module_, pair_loss))
         with self._current_init_context("optimizer"):
             for name in self._optimizers:
                 setattr(self, name + "_", self.accelerator.prepare(getattr(self, name + "_")))
@@ -161,8 +210,8 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         if self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast
 
-            # DDP keeps parameters equal, but each process updated its batch-norm running
-            # statistics on its own shard last; take process 0's so all hold one model.
+            # Parameters and synchronised batch-norm statistics agree on every process; buffers
+            # of other layers in a custom GT module may not: take process 0's everywhere.
             for buffer in self.module_.buffers():
                 broadcast(buffer.data, from_process=0)
         super().on_train_end(net, X=X, y=y, **kwargs)
@@ -185,15 +234,68 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
-        x, pairs, share = batch
+        x, pairs = batch
         device = self.accelerator.device
         x = x.to(device, non_blocking=True)
         rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
         lam, partner = self.mixing_weights(len(rows), device) if self.alpha > 0 else (None, None)
         with self.accelerator.autocast():
             loss, logits = self.pair_step_(x, rows, annotators, labels, lam, partner)
-        self.accelerator.backward(loss * share)
-        return {"loss": loss, "y_pred": logits}
+        n_processes = self.accelerator.num_processes
+        if n_processes == 1:
+            self.accelerator.backward(loss)
+            return {"loss": loss, "y_pred": logits}
+        # ``loss`` is this process's part of the batch's mean loss; DDP averages the
+        # gradients over the processes, so scale by their number to get the sum.
+        self.accelerator.backward(loss * n_processes)
+        return {"loss": self.accelerator.reduce(loss.detach(), "sum"), "y_pred": logits}
+
+    def _sharded_pair_loss(self, x, rows, annotators, labels, lam, partner):
+        """This process's part of the batch's mean loss, and the GT logits of its pairs.
+
+        With mixup, the process takes a contiguous slice of the batch's pairs
+        (partners may lie outside it: every process holds the whole batch);
+        without, a contiguous slice of the batch's instances and their pairs.
+        The loss is the slice's summed loss over the batch's number of pairs.
+        """
+        module = self.module_
+        n_processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        n_pairs = len(rows)
+        if lam is not None:
+            lo, hi = _slice_bounds(n_pairs, n_processes, rank)
+            weight, partner = lam[lo:hi], partner[lo:hi]
+            with row_shard(lo, n_pairs):
+                logits, embedding = module.gt_model(_mix(x[rows[lo:hi]], x[rows[partner]], weight))
+            table = module.annotator_embedding
+            annotator_embedding = _mix(table(annotators[lo:hi]), table(annotators[partner]), weight)
+            own, other = labels[lo:hi], labels[partner]
+        else:
+            first, last = _slice_bounds(len(x), n_processes, rank)
+            lo, hi = (
+                int(i) for i in torch.searchsorted(rows, torch.tensor([first, last], device=rows.device))
+            )
+            with row_shard(first, len(x)):
+                logits, embedding = module.gt_model(x[first:last])
+            local = rows[lo:hi] - first
+            logits, embedding = logits[local], embedding[local]
+            annotator_embedding = module.annotator_embedding(annotators[lo:hi])
+            own = other = labels[lo:hi]
+            weight = torch.ones(hi - lo, device=x.device)
+        confusion_logits = module.annotator_confusion_logits(embedding, annotator_embedding)
+        loss = self.criterion_(logits.float(), confusion_logits.float(), own, other, weight, reduction="sum")
+        return loss / n_pairs, logits
+
+
+def _slice_bounds(n, n_parts, part):
+    """Start and stop of part ``part`` of ``range(n)`` cut into ``n_parts`` contiguous near-equal parts."""
+    bounds = np.linspace(0, n, n_parts + 1).round().astype(int)
+    return int(bounds[part]), int(bounds[part + 1])
+
+
+def _mix(own, partner, lam):
+    """``lam * own + (1 - lam) * partner`` row-wise, in :func:`~skannot._training.mix_pairs`'s order."""
+    lam = lam.view(-1, *([1] * (own.dim() - 1))).to(own.dtype)
+    return lam * own + (1 - lam) * partner
 
 
 class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
@@ -201,11 +303,13 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
 
     Start a script that fits it with ``accelerate launch`` to train one model
     data-parallel on several GPUs or machines; run it plainly to train in a
-    single process. Each optimizer step takes ``batch_size`` instances in all,
-    split evenly over the processes, whose gradients are averaged, so the
-    hyperparameters keep their meaning whatever the number of processes; see
-    ``docs/distributed.md`` for what does and does not match a
-    single-process fit. Prediction and the annotator summaries run in full on
+    single process. Each optimizer step takes ``batch_size`` instances in all;
+    the processes share the random state, split the batch's annotation pairs
+    between them, synchronise batch normalisation and average their
+    gradients, so that a fit on several processes equals the single-process
+    fit up to floating-point order (for the default GT model; see
+    ``docs/distributed.md``), and the hyperparameters keep their meaning
+    whatever the number of processes. Prediction and the annotator summaries run in full on
     every process. Needs the ``accelerate`` package
     (``pip install "skannot[accelerate]"``).
 
@@ -280,6 +384,18 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             self.accelerator_ = self.accelerator
         return self.accelerator_.device
 
+    def _fit_seed(self):
+        seed = super()._fit_seed()
+        if self.accelerator_.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            # All processes must draw the same random numbers (see the module notes); with
+            # random_state=None each drew its own seed, so process 0's is used.
+            seed = int(
+                broadcast(torch.tensor([seed], device=self.accelerator_.device), from_process=0).item()
+            )
+        return seed
+
     def _build_net(self, module, device):
         plain = super()._build_net(module, device)
         # DDP averages dense gradients only (NCCL has no sparse all-reduce): the "auto"
@@ -292,7 +408,7 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             callbacks__print_log__sink=self.accelerator_.print if self.verbose else print,
             device=None,
             sparse_annotators=False,
-            iterator_train=ShardedPairBatchIterator,
+            iterator_train=SharedOrderPairBatchIterator,
             iterator_train__accelerator=self.accelerator_,
         )
         return AcceleratedAnnotMixNet(accelerator=self.accelerator_, **params)

@@ -445,7 +445,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 X_train = X if len(labelled) == len(X) else X[labelled]
                 features = torch.from_numpy(np.ascontiguousarray(X_train))
             dataset = CrowdDataset(features, train)
-            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            seed = self._fit_seed()
             cuda_devices = [device.index or 0] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(seed)
@@ -461,6 +461,10 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             self._forget_fit()
             raise
         return self
+
+    def _fit_seed(self):
+        """The seed of torch's generators during ``fit``, drawn from ``random_state``."""
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _forget_fit(self):
         for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]:

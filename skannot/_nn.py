@@ -9,7 +9,9 @@ label ``z`` given the true class ``y``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import torch
 from torch import nn
@@ -44,6 +46,35 @@ def keep_mask(shape, p, device=None):
     return uniform.sub_(p).floor_().view(shape)
 
 
+_ROW_SHARD = threading.local()
+
+
+@contextlib.contextmanager
+def row_shard(offset, total):
+    """Make training-mode :class:`Dropout` treat its input as rows of a larger batch.
+
+    Inside the block, a :class:`Dropout` whose input has ``k`` rows draws the
+    mask of a ``total``-row input, as a single process holding the whole
+    batch would, and uses its rows ``offset:offset + k``. Processes that
+    share a random state and each run a slice of one batch thus draw the
+    masks a single process would (data-parallel training, see
+    ``skannot._accelerate``).
+
+    Parameters
+    ----------
+    offset : int
+        First row of the slice.
+    total : int
+        Rows of the whole batch.
+    """
+    previous = getattr(_ROW_SHARD, "value", None)
+    _ROW_SHARD.value = (offset, total)
+    try:
+        yield
+    finally:
+        _ROW_SHARD.value = previous
+
+
 class Dropout(nn.Dropout):
     """:class:`torch.nn.Dropout` with a faster mask on the CPU.
 
@@ -51,16 +82,22 @@ class Dropout(nn.Dropout):
     training step on Music Genres, so the mask comes from :func:`keep_mask`
     instead: the same distribution (each unit kept with probability ``1 - p``
     and scaled by ``1 / (1 - p)``), from a different random stream. Other
-    devices use torch's fused kernel.
+    devices use torch's fused kernel, except inside :func:`row_shard`, where
+    every device draws :func:`keep_mask` masks.
     """
 
     def forward(self, x):
-        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace:
+        shard = getattr(_ROW_SHARD, "value", None)
+        if not self.training or self.p == 0 or (shard is None and (x.device.type != "cpu" or self.inplace)):
             return super().forward(x)
         if self.p == 1:
             return x * 0
-        mask = keep_mask(x.shape, self.p, x.device).mul_(1 / (1 - self.p))
-        return x * mask.to(x.dtype)
+        if shard is None:
+            mask = keep_mask(x.shape, self.p, x.device)
+        else:
+            offset, total = shard
+            mask = keep_mask((total, *x.shape[1:]), self.p, x.device)[offset : offset + len(x)]
+        return x * mask.mul_(1 / (1 - self.p)).to(x.dtype)
 
 
 class MLP(nn.Module):

@@ -148,7 +148,7 @@ class AnnotMixLoss(nn.Module):
     ``logsumexp`` over (P, C, C).
     """
 
-    def forward(self, class_logits, confusion_logits, labels, partner_labels, lam):
+    def forward(self, class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean"):
         """
         Parameters
         ----------
@@ -162,6 +162,8 @@ class AnnotMixLoss(nn.Module):
             Class index of the pair's own label and of its partner's label.
         lam : Tensor of shape (P,)
             Mixing weight of the pair's own label.
+        reduction : {"mean", "sum"}, default="mean"
+            Average or sum over the pairs (a sum over no pairs is 0).
 
         Returns
         -------
@@ -174,7 +176,8 @@ class AnnotMixLoss(nn.Module):
         columns = torch.stack([labels, partner_labels], 1)[:, None, :].expand(-1, n_classes, 2)
         log_annotation_proba = torch.logsumexp(base[:, :, None] + confusion_logits.gather(2, columns), 1)
         lam = lam.to(log_annotation_proba.dtype)
-        return -(lam * log_annotation_proba[:, 0] + (1 - lam) * log_annotation_proba[:, 1]).mean()
+        per_pair = lam * log_annotation_proba[:, 0] + (1 - lam) * log_annotation_proba[:, 1]
+        return -(per_pair.sum() if reduction == "sum" else per_pair.mean())
 
 
 class AnnotMixNet(NeuralNet):

@@ -1,3 +1,4 @@
+import copy
 import json
 import pickle
 import subprocess
@@ -10,10 +11,11 @@ import pytest
 import torch
 from accelerate import Accelerator
 from sklearn.base import clone
+from torch import nn
 
 from skannot import AcceleratedAnnotMixClassifier, AnnotMixClassifier
-from skannot._accelerate import ShardedPairBatchIterator
-from skannot._training import CrowdDataset
+from skannot._accelerate import SharedOrderPairBatchIterator, SyncBatchNorm1d, _slice_bounds
+from skannot._training import CrowdDataset, PairBatchIterator
 from skannot._validation import check_annotations
 
 SMALL = {
@@ -75,30 +77,44 @@ def fake_accelerator(rank, n_processes):
     return SimpleNamespace(num_processes=n_processes, process_index=rank, device=torch.device("cpu"))
 
 
-def test_sharded_batches_partition_every_batch_and_weight_pairs():
+def test_every_process_iterates_over_the_single_process_batches():
     Z = np.array([[0, 1, -1], [1, -1, -1], [0, 0, 0], [1, 1, -1], [0, -1, 1]] * 5)
     annotations, _, _ = check_annotations(Z)
     dataset = CrowdDataset(torch.arange(len(Z), dtype=torch.float32)[:, None], annotations)
-    shards = [
-        list(ShardedPairBatchIterator(dataset, batch_size=10, accelerator=fake_accelerator(rank, 3)))
-        for rank in range(3)
-    ]
-    assert [len(s) for s in shards] == [3, 3, 3]
-    for step in range(3):
-        rows = torch.cat([shards[rank][step][0][:, 0] for rank in range(3)])
-        torch.testing.assert_close(rows, torch.arange(10.0 * step, min(10.0 * step + 10, 25)))
-        shares = [shards[rank][step][2] for rank in range(3)]
-        assert sum(shares) == pytest.approx(3)
-        assert shares == [
-            3 * len(shards[rank][step][1][0]) / sum(len(s[step][1][0]) for s in shards) for rank in range(3)
-        ]
-    # shuffling drops a trailing batch too small to give every process two rows
-    shuffled = ShardedPairBatchIterator(
-        dataset, batch_size=10, shuffle=True, accelerator=fake_accelerator(0, 3)
-    )
-    assert len(shuffled) == 2 and len(list(shuffled)) == 2
-    with pytest.raises(ValueError, match="batch_size >= 6"):
-        ShardedPairBatchIterator(dataset, batch_size=5, accelerator=fake_accelerator(0, 3))
+    for shuffle in (False, True):
+        torch.manual_seed(0)
+        plain = list(PairBatchIterator(dataset, batch_size=8, shuffle=shuffle))
+        torch.manual_seed(0)
+        shared = list(
+            SharedOrderPairBatchIterator(
+                dataset, batch_size=8, shuffle=shuffle, accelerator=fake_accelerator(1, 3)
+            )
+        )
+        # 25 rows in batches of 8: shuffling drops the trailing batch of one, as in one process
+        assert len(shared) == len(plain) == (3 if shuffle else 4)
+        for (x, pairs), (x_plain, pairs_plain) in zip(shared, plain):
+            assert torch.equal(x, x_plain) and all(torch.equal(a, b) for a, b in zip(pairs, pairs_plain))
+
+
+def test_slices_cover_the_batch_once():
+    for n, parts in [(10, 3), (2, 4), (263, 8), (0, 2)]:
+        bounds = [_slice_bounds(n, parts, k) for k in range(parts)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        sizes = [hi - lo for lo, hi in bounds]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_sync_batch_norm_is_plain_batch_norm_in_one_process():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.BatchNorm1d(5, momentum=None))
+    twin = copy.deepcopy(model)
+    assert SyncBatchNorm1d.convert(model) is model
+    assert [type(m) for m in model] == [nn.Linear, SyncBatchNorm1d, nn.ReLU, SyncBatchNorm1d]
+    x = torch.randn(9, 3)
+    torch.testing.assert_close(model(x), twin(x))
+    torch.testing.assert_close(model.state_dict(), twin.state_dict())
+    assert pickle.loads(pickle.dumps(model))[1].__class__ is SyncBatchNorm1d
 
 
 SCRIPT = """
@@ -108,34 +124,107 @@ from accelerate import Accelerator
 from skannot import AcceleratedAnnotMixClassifier
 torch.set_num_threads(1)
 rng = np.random.default_rng(0)
-y = rng.integers(0, 3, 400)
-X = (rng.normal(size=(400, 4)) + 4 * np.eye(3, 4)[y]).astype(np.float32)
-Z = np.where(rng.random((400, 3)) < 0.8, y[:, None], rng.integers(0, 3, (400, 3)))
+y = rng.integers(0, 3, 301)
+X = (rng.normal(size=(301, 4)) + 4 * np.eye(3, 4)[y]).astype(np.float32)
+Z = np.where(rng.random((301, 3)) < 0.8, y[:, None], rng.integers(0, 3, (301, 3)))
+Z[rng.random(Z.shape) < 0.3] = -1
+params = json.loads(sys.argv[2])
 accelerator = Accelerator(cpu=True)
-clf = AcceleratedAnnotMixClassifier(
-    accelerator=accelerator, max_epochs=15, hidden_sizes=(16,), annotator_embed_dim=4,
-    annotator_hidden_size=4, dropout=0.0, random_state=0,
-).fit(X, Z)
-weights = torch.cat([v.double().flatten() for v in clf.net_.module_.state_dict().values()])
+clf = AcceleratedAnnotMixClassifier(accelerator=accelerator, **params).fit(X, Z)
+weights = {k: v.double().flatten().tolist() for k, v in clf.net_.module_.state_dict().items()}
 json.dump({
     "processes": accelerator.num_processes,
-    "weights": weights.tolist(),
+    "weights": weights,
+    "proba": clf.predict_proba(X).tolist(),
+    "confusion": clf.annotator_confusion_.tolist(),
+    "losses": clf.history_[:, "train_loss"],
     "batches": len(clf.history_[-1, "batches"]),
     "accuracy": float((clf.predict(X) == y).mean()),
 }, open(sys.argv[1] + f"/rank{accelerator.process_index}.json", "w"))
 """
 
+MULTI = {
+    "max_epochs": 4,
+    "hidden_sizes": [16, 8],
+    "annotator_embed_dim": 4,
+    "annotator_hidden_size": 4,
+    "batch_size": 32,
+}
 
-def test_two_processes_train_one_model(tmp_path):
-    """Data-parallel on 2 CPU processes (gloo): both end with the same weights and buffers."""
+
+def _launch(tmp_path, n_processes, params):
     script = tmp_path / "fit.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*command, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(n_processes),
+    ]
+    done = subprocess.run(
+        [*command, str(script), str(tmp_path), json.dumps(params)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(n_processes)]
+
+
+def _multi_data():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 301)
+    X = (rng.normal(size=(301, 4)) + 4 * np.eye(3, 4)[y]).astype(np.float32)
+    Z = np.where(rng.random((301, 3)) < 0.8, y[:, None], rng.integers(0, 3, (301, 3)))
+    Z[rng.random(Z.shape) < 0.3] = -1
+    return X, y, Z
+
+
+X_MULTI, Y_MULTI, Z_MULTI = _multi_data()
+
+
+def _single_process_reference(params):
+    X, Z = X_MULTI, Z_MULTI
+    clf = AnnotMixClassifier(**{**params, "hidden_sizes": tuple(params["hidden_sizes"])}).fit(X, Z)
+    weights = {k: v.double().flatten().numpy() for k, v in clf.net_.module_.state_dict().items()}
+    return clf, weights
+
+
+# A bias right before batch norm has no effect on any output and a zero gradient up to
+# rounding noise, which RAdam's normalisation (grad / sqrt(grad^2)) turns into steps of size lr:
+# these biases, and the running means that include them, are where floating-point order shows.
+NOISE_ONLY = {
+    "gt_model.body.0.bias",
+    "gt_model.body.1.running_mean",
+    "gt_model.body.4.bias",
+    "gt_model.body.5.running_mean",
+}
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0])
+def test_two_processes_train_the_single_process_model(tmp_path, alpha):
+    """Data-parallel on 2 CPU processes (gloo) with batch norm, dropout and mixup: the same
+    model as one plain process with the same seed, up to floating-point order."""
+    params = {**MULTI, "alpha": alpha, "random_state": 3}
+    ranks = _launch(tmp_path, 2, params)
     assert [r["processes"] for r in ranks] == [2, 2]
     assert ranks[0]["weights"] == ranks[1]["weights"]
-    # each step takes one batch of 64 in all, as in a single process: ceil(400 / 64) steps
-    assert ranks[0]["batches"] == 7
-    assert ranks[0]["accuracy"] > 0.8, ranks[0]["accuracy"]
+    assert ranks[0]["losses"] == ranks[1]["losses"]
+    single, weights = _single_process_reference(params)
+    # ceil(301 / 32) steps per epoch: each takes one batch of 32 instances in all
+    assert ranks[0]["batches"] == len(single.history_[-1, "batches"]) == 10
+    np.testing.assert_allclose(ranks[0]["losses"], single.history_[:, "train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(ranks[0]["proba"], single.predict_proba(X_MULTI), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(ranks[0]["confusion"], single.annotator_confusion_, rtol=1e-3, atol=1e-5)
+    for name, values in weights.items():
+        if name in NOISE_ONLY:
+            continue
+        np.testing.assert_allclose(ranks[0]["weights"][name], values, rtol=1e-3, atol=1e-4, err_msg=name)
+    assert ranks[0]["accuracy"] == pytest.approx(float((single.predict(X_MULTI) == Y_MULTI).mean()))
+
+
+def test_two_processes_share_one_seed_without_random_state(tmp_path):
+    ranks = _launch(tmp_path, 2, {**MULTI, "max_epochs": 2})
+    assert ranks[0]["weights"] == ranks[1]["weights"]

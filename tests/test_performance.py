@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
-from skannot._nn import Dropout, keep_mask
+from skannot._nn import Dropout, keep_mask, row_shard
 from skannot._optim import FlatRAdam
 from skannot._training import AnnotMixLoss, CrowdDataset
 from skannot._validation import check_annotations
@@ -198,3 +198,34 @@ def test_mixing_weights_follow_beta_alpha_alpha(alpha, crowd_data):
     assert lam.mean().item() == pytest.approx(0.5, abs=0.005)
     assert lam.var().item() == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.02)
     assert torch.equal(partner.sort().values, torch.arange(200_000))
+
+
+def test_dropout_in_row_shards_draws_the_whole_batch_mask():
+    """Slices of a batch under row_shard, with the same random state, give the whole batch's masks."""
+    x = torch.randn(11, 6)
+    layer = Dropout(0.4).train()
+    torch.manual_seed(2)
+    whole = layer(x)
+    parts = []
+    for lo, hi in [(0, 4), (4, 5), (5, 11), (11, 11)]:
+        torch.manual_seed(2)
+        with row_shard(lo, 11):
+            parts.append(layer(x[lo:hi]))
+    torch.testing.assert_close(torch.cat(parts), whole)
+    with row_shard(0, 11):
+        torch.testing.assert_close(layer.eval()(x), x)
+
+
+def test_loss_sum_reduction():
+    generator = torch.Generator().manual_seed(0)
+    class_logits, confusion_logits = (
+        torch.randn(5, 3, generator=generator),
+        torch.randn(5, 3, 3, generator=generator),
+    )
+    labels, partner_labels = torch.randint(0, 3, (2, 5), generator=generator)
+    lam = torch.rand(5, generator=generator)
+    loss = AnnotMixLoss()
+    args = (class_logits, confusion_logits, labels, partner_labels, lam)
+    torch.testing.assert_close(loss(*args, reduction="sum"), 5 * loss(*args))
+    empty = [a[:0] for a in args]
+    assert loss(*empty, reduction="sum").item() == 0

@@ -1,0 +1,111 @@
+"""What each CPU fast path of ``AnnotMixClassifier.fit`` saves on Music Genres.
+
+Fits of a few epochs with the paper's settings, one torch thread, the
+variants alternating within each round so that slow phases of a shared
+machine hit all of them; the table gives the median CPU seconds per variant
+and the median of the paired differences to the default (positive: the
+variant is slower than the default).
+
+Variants:
+
+``default``
+    skannot as it ships: ``FlatRAdam`` and ``keep_mask`` dropout masks.
+``torch RAdam``
+    ``torch.optim.RAdam`` with ``foreach=True`` instead of ``FlatRAdam``
+    (``optimizer__differentiable=False`` is an option ``FlatRAdam`` does not
+    take, so the estimator falls back to torch's class).
+``rand >= p masks``
+    dropout masks drawn as ``torch.rand(shape) >= p`` instead of
+    ``keep_mask``.
+
+Usage::
+
+    python benchmarks/ablation.py --data ../shared/data/music_genres --rounds 16 --epochs 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import skannot._nn as nn_module
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import fit_skannot, machine, music_genres, table  # noqa: E402
+
+
+@contextmanager
+def rand_masks():
+    """Dropout masks from ``torch.rand`` while the block runs."""
+    original = nn_module.keep_mask
+
+    def mask(shape, p, device=None):
+        return (torch.rand(shape, device=device) >= p).float()
+
+    nn_module.keep_mask = mask
+    try:
+        yield
+    finally:
+        nn_module.keep_mask = original
+
+
+@contextmanager
+def nothing():
+    yield
+
+
+VARIANTS = {
+    "default": ({}, nothing),
+    "torch RAdam (foreach)": ({"optimizer__differentiable": False}, nothing),
+    "rand >= p masks": ({}, rand_masks),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/music_genres")
+    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    X, Z = music_genres(args.data)
+    fit_skannot(X, Z, 0, epochs=1)  # the first fit of a process pays one-off imports
+    seconds = {name: [] for name in VARIANTS}
+    for run in range(args.rounds):
+        for name, (params, context) in VARIANTS.items():
+            with context():
+                start = time.process_time()
+                fit_skannot(X, Z, run, epochs=args.epochs, **params)
+                seconds[name].append(time.process_time() - start)
+    base = np.array(seconds["default"])
+    rows = []
+    for name, values in seconds.items():
+        difference = np.array(values) - base
+        rows.append(
+            (
+                name,
+                f"{np.median(values):.3f}",
+                f"{np.median(difference):+.3f}",
+                f"{np.median(difference / base):+.1%}",
+            )
+        )
+    print(f"Command: python {' '.join(sys.argv)}")
+    print(f"Machine: {machine('cpu')}")
+    print()
+    print(
+        table(
+            f"Music Genres, {args.epochs} epochs per fit, medians over {args.rounds} alternating rounds",
+            ["variant", "fit CPU s", "paired difference s", "relative"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -136,6 +136,8 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # as autocast runs batch norm: statistics and output in float32
         dims = [0, *range(2, x.dim())]
         shape = [1, -1, *([1] * (x.dim() - 2))]
         count = x.new_tensor([x.numel() / max(x.shape[1], 1)])

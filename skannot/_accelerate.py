@@ -92,8 +92,7 @@ class SharedOrderPairBatchIterator(PairBatchIterator):
             from accelerate.utils import broadcast
 
             order = broadcast(order.to(self.accelerator.device), from_process=0).cpu()
-        for rows in torch.split(order[: self._n_rows()], self.batch_size):
-            yield self.dataset.batch(rows)
+        yield from self.dataset.batches(order[: self._n_rows()], self.batch_size)
 
 
 class SyncBatchNorm1d(nn.BatchNorm1d):

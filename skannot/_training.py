@@ -72,6 +72,36 @@ class CrowdDataset(Dataset):
         positions = torch.arange(int(counts.sum())) - offsets[local_rows] + starts[local_rows]
         return self.X[rows], (local_rows, self.annotators[positions], self.labels[positions])
 
+    def batches(self, order, batch_size):
+        """``batch(rows)`` for consecutive chunks of ``order``, with the pair indexing done once.
+
+        Parameters
+        ----------
+        order : LongTensor of shape (n,)
+            Sample indices in the order of the epoch.
+        batch_size : int
+
+        Yields
+        ------
+        x, pairs
+            As :meth:`batch` returns them for ``order[i:i + batch_size]``,
+            ``i = 0, batch_size, ...``.
+        """
+        starts = self.indptr[order]
+        counts = self.indptr[order + 1] - starts
+        ends = torch.cumsum(counts, 0)
+        # Each pair's instance within its batch, and its position in the CSR arrays.
+        local_rows = torch.repeat_interleave(torch.arange(len(order)) % batch_size, counts)
+        n_pairs = int(ends[-1]) if len(order) else 0
+        positions = torch.arange(n_pairs) + torch.repeat_interleave(starts - (ends - counts), counts)
+        annotators, labels = self.annotators[positions], self.labels[positions]
+        bounds = torch.cat([torch.zeros(1, dtype=torch.long), ends[batch_size - 1 :: batch_size]]).tolist()
+        if len(order) % batch_size:
+            bounds.append(int(ends[-1]))
+        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            rows = order[i * batch_size : (i + 1) * batch_size]
+            yield self.X[rows], (local_rows[lo:hi], annotators[lo:hi], labels[lo:hi])
+
 
 class PairBatchIterator:
     """Iterate over a :class:`CrowdDataset` in batches of instances.
@@ -108,8 +138,7 @@ class PairBatchIterator:
         n = len(self.dataset)
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
         order = order[: self._n_rows()]
-        for rows in torch.split(order, self.batch_size):
-            yield self.dataset.batch(rows)
+        yield from self.dataset.batches(order, self.batch_size)
 
 
 def mix_pairs(tensor, lam, partner):
@@ -302,7 +331,22 @@ class AnnotMixNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_compiled_pair_loss", None)
+        state.pop("_training_modules", None)
         return state
+
+    def _set_training(self, training=True):
+        # skorch switches every module to training mode before each step, a recursive
+        # call through the whole module tree; when every module is in training mode
+        # already, that call changes nothing, and checking a cached list is cheaper.
+        if training:
+            roots = (self.module_, self.criterion_)
+            cached = self.__dict__.get("_training_modules")
+            if cached is None or cached[0] != tuple(map(id, roots)):
+                cached = (tuple(map(id, roots)), [m for root in roots for m in root.modules()])
+                self.__dict__["_training_modules"] = cached
+            if all(m.training for m in cached[1]):
+                return
+        super()._set_training(training)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         # skorch has just stored the batch loss as a Python float, so this check

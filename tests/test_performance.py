@@ -229,3 +229,19 @@ def test_loss_sum_reduction():
     torch.testing.assert_close(loss(*args, reduction="sum"), 5 * loss(*args))
     empty = [a[:0] for a in args]
     assert loss(*empty, reduction="sum").item() == 0
+
+
+def test_set_training_still_switches_every_module(crowd_data):
+    """The cached check skips the switch only when every module is in training mode already."""
+    X, _, Z, _ = crowd_data
+    net = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z).net_
+    net._set_training(True)
+    assert all(m.training for m in net.module_.modules())
+    net.module_.gt_model.body[1].eval()
+    net._set_training(True)
+    assert all(m.training for m in net.module_.modules())
+    net._set_training(False)
+    assert not any(m.training for m in net.module_.modules())
+    net._set_training(True)
+    assert all(m.training for m in net.module_.modules())
+    assert "_training_modules" not in pickle.loads(pickle.dumps(net)).__dict__

@@ -5,7 +5,7 @@ from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
 from skannot._training import AnnotMixLoss, CrowdDataset, PairBatchIterator, mix_pairs
-from skannot._validation import check_annotations
+from skannot._validation import Annotations, check_annotations
 
 
 def test_mix_pairs_matches_hand_computation():
@@ -156,3 +156,21 @@ def test_fast_step_equals_reference_with_batch_norm(sparse, crowd_data):
             annotation = class_proba[p] @ confusion[p]
             total += lp * torch.log(annotation[labels[p]]) + (1 - lp) * torch.log(annotation[labels[q]])
     assert step["loss"].item() == pytest.approx(float(-total / len(rows)), rel=1e-5)
+
+
+@pytest.mark.parametrize("n, batch_size", [(25, 8), (24, 8), (5, 8), (0, 4), (7, 1)])
+def test_epoch_batches_equal_batch_by_batch(n, batch_size):
+    """Pair indexing for the whole epoch at once gives each batch's pairs; row 3 has no label."""
+    Z = np.array([[0, 1, -1], [1, -1, -1], [0, 0, 0], [-1, -1, -1], [0, -1, 1]] * 5)[: max(n, 1)]
+    rows, cols = np.nonzero(Z >= 0)
+    indptr = np.concatenate([[0], np.cumsum((Z >= 0).sum(1))])
+    annotations = Annotations(indptr, cols, Z[rows, cols], Z.shape[1])
+    dataset = CrowdDataset(torch.arange(len(Z), dtype=torch.float32)[:, None] * 10, annotations)
+    order = torch.randperm(len(Z), generator=torch.Generator().manual_seed(0))[:n]
+    got = list(dataset.batches(order, batch_size))
+    expected = [dataset.batch(rows) for rows in torch.split(order, batch_size)] if n else []
+    assert len(got) == len(expected)
+    for (x, pairs), (x_expected, pairs_expected) in zip(got, expected):
+        assert torch.equal(x, x_expected)
+        for a, b in zip(pairs, pairs_expected):
+            assert torch.equal(a, b)

@@ -17,6 +17,12 @@ Variants:
 ``rand >= p masks``
     dropout masks drawn as ``torch.rand(shape) >= p`` instead of
     ``keep_mask``.
+``skorch's mode switch``
+    skorch's ``_set_training``, which walks the module tree before every
+    step, instead of the cached check.
+``pairs batch by batch``
+    ``CrowdDataset.batch`` per batch instead of ``CrowdDataset.batches``
+    (pair indexing once per epoch).
 
 Usage::
 
@@ -33,8 +39,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skorch import NeuralNet
 
 import skannot._nn as nn_module
+from skannot._training import AnnotMixNet, PairBatchIterator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speed import fit_skannot, machine, music_genres, table  # noqa: E402
@@ -56,6 +64,35 @@ def rand_masks():
 
 
 @contextmanager
+def skorch_mode_switch():
+    """skorch's own ``_set_training`` while the block runs."""
+    original = AnnotMixNet._set_training
+    AnnotMixNet._set_training = NeuralNet._set_training
+    try:
+        yield
+    finally:
+        AnnotMixNet._set_training = original
+
+
+@contextmanager
+def batch_by_batch():
+    """Pairs indexed per batch while the block runs."""
+    original = PairBatchIterator.__iter__
+
+    def per_batch(self):
+        n = len(self.dataset)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        for rows in torch.split(order[: self._n_rows()], self.batch_size):
+            yield self.dataset.batch(rows)
+
+    PairBatchIterator.__iter__ = per_batch
+    try:
+        yield
+    finally:
+        PairBatchIterator.__iter__ = original
+
+
+@contextmanager
 def nothing():
     yield
 
@@ -64,6 +101,8 @@ VARIANTS = {
     "default": ({}, nothing),
     "torch RAdam (foreach)": ({"optimizer__differentiable": False}, nothing),
     "rand >= p masks": ({}, rand_masks),
+    "skorch's mode switch": ({}, skorch_mode_switch),
+    "pairs batch by batch": ({}, batch_by_batch),
 }
 
 

@@ -72,14 +72,20 @@ class CrowdDataset(Dataset):
         positions = torch.arange(int(counts.sum())) - offsets[local_rows] + starts[local_rows]
         return self.X[rows], (local_rows, self.annotators[positions], self.labels[positions])
 
-    def batches(self, order, batch_size):
-        """``batch(rows)`` for consecutive chunks of ``order``, with the pair indexing done once.
+    def batches(self, order, batch_size, batches_per_chunk=256):
+        """``batch(rows)`` for consecutive chunks of ``order``, with the pair indexing done in bulk.
+
+        The positions of the pairs are computed for ``batches_per_chunk``
+        batches at a time, which costs fewer tensor operations than batch by
+        batch and keeps the extra memory bounded (four int64 numbers per
+        label of the chunk).
 
         Parameters
         ----------
         order : LongTensor of shape (n,)
             Sample indices in the order of the epoch.
         batch_size : int
+        batches_per_chunk : int, default=256
 
         Yields
         ------
@@ -87,6 +93,10 @@ class CrowdDataset(Dataset):
             As :meth:`batch` returns them for ``order[i:i + batch_size]``,
             ``i = 0, batch_size, ...``.
         """
+        for chunk in torch.split(order, batch_size * batches_per_chunk):
+            yield from self._chunk_batches(chunk, batch_size)
+
+    def _chunk_batches(self, order, batch_size):
         starts = self.indptr[order]
         counts = self.indptr[order + 1] - starts
         ends = torch.cumsum(counts, 0)
@@ -97,7 +107,7 @@ class CrowdDataset(Dataset):
         annotators, labels = self.annotators[positions], self.labels[positions]
         bounds = torch.cat([torch.zeros(1, dtype=torch.long), ends[batch_size - 1 :: batch_size]]).tolist()
         if len(order) % batch_size:
-            bounds.append(int(ends[-1]))
+            bounds.append(n_pairs)
         for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
             rows = order[i * batch_size : (i + 1) * batch_size]
             yield self.X[rows], (local_rows[lo:hi], annotators[lo:hi], labels[lo:hi])

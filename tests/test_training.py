@@ -168,6 +168,11 @@ def test_epoch_batches_equal_batch_by_batch(n, batch_size):
     dataset = CrowdDataset(torch.arange(len(Z), dtype=torch.float32)[:, None] * 10, annotations)
     order = torch.randperm(len(Z), generator=torch.Generator().manual_seed(0))[:n]
     got = list(dataset.batches(order, batch_size))
+    assert len(got) == len(list(dataset.batches(order, batch_size, batches_per_chunk=2)))
+    for (x, pairs), (x_chunked, pairs_chunked) in zip(
+        got, dataset.batches(order, batch_size, batches_per_chunk=2)
+    ):
+        assert torch.equal(x, x_chunked) and all(torch.equal(a, b) for a, b in zip(pairs, pairs_chunked))
     expected = [dataset.batch(rows) for rows in torch.split(order, batch_size)] if n else []
     assert len(got) == len(expected)
     for (x, pairs), (x_expected, pairs_expected) in zip(got, expected):

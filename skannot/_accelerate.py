@@ -34,7 +34,7 @@ from torch import nn
 
 from ._annot_mix import AnnotMixClassifier
 from ._nn import row_shard
-from ._training import AnnotMixNet, PairBatchIterator
+from ._training import AnnotMixNet, PairBatchIterator, mix
 
 
 class _PairStep(nn.Module):
@@ -50,7 +50,8 @@ class _PairStep(nn.Module):
     module : AnnotMixModule
         The net's ``module_``, registered here so that DDP sees its parameters.
     pair_loss : callable
-        The net's :meth:`~skannot._training.AnnotMixNet._pair_loss`.
+        The net's :meth:`~skannot._training.AnnotMixNet._pair_loss`, or with
+        several processes :meth:`AcceleratedAnnotMixNet._sharded_pair_loss`.
     """
 
     def __init__(self, module, pair_loss):
@@ -59,7 +60,7 @@ class _PairStep(nn.Module):
         self.pair_loss = pair_loss
 
     def forward(self, x, rows, annotators, labels, lam=None, partner=None):
-        """The batch's loss and GT logits, as ``AnnotMixNet._pair_loss`` returns them."""
+        """The loss and GT logits, as ``pair_loss`` returns them."""
         return self.pair_loss(x, rows, annotators, labels, lam, partner)
 
 
@@ -266,9 +267,9 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
             lo, hi = _slice_bounds(n_pairs, n_processes, rank)
             weight, partner = lam[lo:hi], partner[lo:hi]
             with row_shard(lo, n_pairs):
-                logits, embedding = module.gt_model(_mix(x[rows[lo:hi]], x[rows[partner]], weight))
+                logits, embedding = module.gt_model(mix(x[rows[lo:hi]], x[rows[partner]], weight))
             table = module.annotator_embedding
-            annotator_embedding = _mix(table(annotators[lo:hi]), table(annotators[partner]), weight)
+            annotator_embedding = mix(table(annotators[lo:hi]), table(annotators[partner]), weight)
             own, other = labels[lo:hi], labels[partner]
         else:
             first, last = _slice_bounds(len(x), n_processes, rank)
@@ -291,12 +292,6 @@ def _slice_bounds(n, n_parts, part):
     """Start and stop of part ``part`` of ``range(n)`` cut into ``n_parts`` contiguous near-equal parts."""
     bounds = np.linspace(0, n, n_parts + 1).round().astype(int)
     return int(bounds[part]), int(bounds[part + 1])
-
-
-def _mix(own, partner, lam):
-    """``lam * own + (1 - lam) * partner`` row-wise, in :func:`~skannot._training.mix_pairs`'s order."""
-    lam = lam.view(-1, *([1] * (own.dim() - 1))).to(own.dtype)
-    return lam * own + (1 - lam) * partner
 
 
 class AcceleratedAnnotMixClassifier(AnnotMixClassifier):

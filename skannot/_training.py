@@ -65,12 +65,10 @@ class CrowdDataset(Dataset):
             ``(local_rows, annotators, labels)``: position of the pair's
             instance within ``x``, the annotator and the class index.
         """
-        starts = self.indptr[rows]
-        counts = self.indptr[rows + 1] - starts
-        local_rows = torch.repeat_interleave(torch.arange(len(rows)), counts)
-        offsets = torch.cumsum(counts, 0) - counts
-        positions = torch.arange(int(counts.sum())) - offsets[local_rows] + starts[local_rows]
-        return self.X[rows], (local_rows, self.annotators[positions], self.labels[positions])
+        if len(rows) == 0:
+            empty = torch.zeros(0, dtype=torch.long)
+            return self.X[rows], (empty, empty, empty)
+        return next(self._chunk_batches(rows, len(rows)))
 
     def batches(self, order, batch_size, batches_per_chunk=256):
         """``batch(rows)`` for consecutive chunks of ``order``, with the pair indexing done in bulk.
@@ -151,6 +149,23 @@ class PairBatchIterator:
         yield from self.dataset.batches(order, self.batch_size)
 
 
+def mix(own, other, lam):
+    """Row-wise convex combination ``lam * own + (1 - lam) * other``.
+
+    Parameters
+    ----------
+    own, other : Tensor of shape (P, ...)
+    lam : Tensor of shape (P,)
+        Weight of ``own``.
+
+    Returns
+    -------
+    mixed : Tensor of shape (P, ...)
+    """
+    lam = lam.view(-1, *([1] * (own.dim() - 1))).to(own.dtype)
+    return lam * own + (1 - lam) * other
+
+
 def mix_pairs(tensor, lam, partner):
     """Convex combination of each row with its partner row.
 
@@ -167,8 +182,7 @@ def mix_pairs(tensor, lam, partner):
     mixed : Tensor of shape (P, ...)
         ``lam * tensor + (1 - lam) * tensor[partner]``.
     """
-    lam = lam.view(-1, *([1] * (tensor.dim() - 1))).to(tensor.dtype)
-    return lam * tensor + (1 - lam) * tensor[partner]
+    return mix(tensor, tensor[partner], lam)
 
 
 class AnnotMixLoss(nn.Module):
@@ -261,9 +275,6 @@ class AnnotMixNet(NeuralNet):
         self.mixed_precision = mixed_precision
         self.compile_step = compile_step
 
-    #: Whether :class:`torch.optim.RAdam` may run as :class:`~skannot._optim.FlatRAdam`.
-    flat_optimizer = True
-
     def initialize_optimizer(self, *args, **kwargs):
         table = "annotator_embedding.weight"
         named = [
@@ -272,7 +283,7 @@ class AnnotMixNet(NeuralNet):
         opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", named)
         optimizer = self.optimizer
         params = [p for group in opt_args[0] for p in group["params"]]
-        if self.flat_optimizer and flat_radam_applies(optimizer, opt_kwargs, params):
+        if flat_radam_applies(optimizer, opt_kwargs, params):
             # The same update on one buffer per parameter group: see skannot._optim.
             optimizer = FlatRAdam
         self.optimizer_ = optimizer(*opt_args, **opt_kwargs)

@@ -46,10 +46,23 @@ def test_batches_hold_only_observed_pairs():
     Z = np.array([[0, -1, 1], [-1, -1, 2], [1, 1, -1], [-1, 0, -1]])
     annotations, _, _ = check_annotations(Z)
     X = torch.arange(8, dtype=torch.float32).view(4, 2)
-    x, (rows, annotators, labels) = CrowdDataset(X, annotations).batch(torch.tensor([2, 0, 3]))
+    dataset = CrowdDataset(X, annotations)
+    x, (rows, annotators, labels) = dataset.batch(torch.tensor([2, 0, 3]))
     torch.testing.assert_close(x, X[[2, 0, 3]])
     observed = {(int(r), int(a), int(z)) for r, a, z in zip(rows, annotators, labels)}
     assert observed == {(0, 0, 1), (0, 1, 1), (1, 0, 0), (1, 2, 1), (2, 1, 0)}
+    # the same pairs from the epoch-wise indexing, the batch cut after two rows
+    (x1, pairs1), (x2, pairs2) = dataset.batches(torch.tensor([2, 0, 3]), batch_size=2)
+    torch.testing.assert_close(torch.cat([x1, x2]), X[[2, 0, 3]])
+    assert {(int(r), int(a), int(z)) for r, a, z in zip(*pairs1)} == {
+        (0, 0, 1),
+        (0, 1, 1),
+        (1, 0, 0),
+        (1, 2, 1),
+    }
+    assert {(int(r), int(a), int(z)) for r, a, z in zip(*pairs2)} == {(0, 1, 0)}
+    empty_x, empty_pairs = dataset.batch(torch.tensor([], dtype=torch.long))
+    assert empty_x.shape == (0, 2) and all(len(t) == 0 for t in empty_pairs)
 
 
 def test_iterator_covers_every_row_once_and_drops_a_trailing_singleton():

@@ -80,9 +80,7 @@ def batch_by_batch():
     original = PairBatchIterator.__iter__
 
     def per_batch(self):
-        n = len(self.dataset)
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
-        for rows in torch.split(order[: self._n_rows()], self.batch_size):
+        for rows in torch.split(self._order()[: self._n_rows()], self.batch_size):
             yield self.dataset.batch(rows)
 
     PairBatchIterator.__iter__ = per_batch

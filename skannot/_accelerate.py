@@ -86,14 +86,13 @@ class SharedOrderPairBatchIterator(PairBatchIterator):
         super().__init__(dataset, batch_size, shuffle=shuffle)
         self.accelerator = accelerator
 
-    def __iter__(self):
-        n = len(self.dataset)
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+    def _order(self):
+        order = super()._order()
         if self.shuffle and self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast
 
             order = broadcast(order.to(self.accelerator.device), from_process=0).cpu()
-        yield from self.dataset.batches(order[: self._n_rows()], self.batch_size)
+        return order
 
 
 class SyncBatchNorm1d(nn.BatchNorm1d):

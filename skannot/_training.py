@@ -142,11 +142,13 @@ class PairBatchIterator:
     def __len__(self):
         return -(-self._n_rows() // self.batch_size)
 
-    def __iter__(self):
+    def _order(self):
+        """The epoch's order of instances: a fresh permutation when shuffling."""
         n = len(self.dataset)
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
-        order = order[: self._n_rows()]
-        yield from self.dataset.batches(order, self.batch_size)
+        return torch.randperm(n) if self.shuffle else torch.arange(n)
+
+    def __iter__(self):
+        yield from self.dataset.batches(self._order()[: self._n_rows()], self.batch_size)
 
 
 def mix(own, other, lam):

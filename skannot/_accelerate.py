@@ -262,13 +262,17 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         module = self.module_
         n_processes, rank = self.accelerator.num_processes, self.accelerator.process_index
         n_pairs = len(rows)
+        # The single process's choice for the whole batch, so every process computes the same way.
+        table = module.annotator_embedding
+        project_table = not table.sparse and table.num_embeddings < n_pairs
         if lam is not None:
             lo, hi = _slice_bounds(n_pairs, n_processes, rank)
             weight, partner = lam[lo:hi], partner[lo:hi]
             with row_shard(lo, n_pairs):
                 logits, embedding = module.gt_model(mix(x[rows[lo:hi]], x[rows[partner]], weight))
-            table = module.annotator_embedding
-            annotator_embedding = mix(table(annotators[lo:hi]), table(annotators[partner]), weight)
+            confusion_logits = module.pair_confusion_logits(
+                embedding, annotators[lo:hi], annotators[partner], weight, project_table
+            )
             own, other = labels[lo:hi], labels[partner]
         else:
             first, last = _slice_bounds(len(x), n_processes, rank)
@@ -279,10 +283,11 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
                 logits, embedding = module.gt_model(x[first:last])
             local = rows[lo:hi] - first
             logits, embedding = logits[local], embedding[local]
-            annotator_embedding = module.annotator_embedding(annotators[lo:hi])
+            confusion_logits = module.pair_confusion_logits(
+                embedding, annotators[lo:hi], project_table=project_table
+            )
             own = other = labels[lo:hi]
             weight = torch.ones(hi - lo, device=x.device)
-        confusion_logits = module.annotator_confusion_logits(embedding, annotator_embedding)
         loss = self.criterion_(logits.float(), confusion_logits.float(), own, other, weight, reduction="sum")
         return loss / n_pairs, logits
 

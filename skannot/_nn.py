@@ -18,15 +18,46 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def keep_mask(shape, p, device=None):
-    """Float mask of zeros and ones, each one with probability ``1 - p``, from raw random bits.
+def _field_bits(p):
+    """Fewest bits k in (1, 2, 4, 8) with ``p * 2**k`` an integer, or None."""
+    for bits in (1, 2, 4, 8):
+        if (p * 2**bits).is_integer():
+            return bits
+    return None
 
-    Each element takes 23 random bits as the mantissa of a float in [1, 2)
-    (two elements per 64-bit draw of torch's global generator) and is kept
-    when that float is at least ``1 + p``: ``floor(u - p)``. The keep
-    probability is ``1 - p`` rounded to a multiple of 2**-23. On the CPU this
-    costs about half of ``torch.rand`` and uses no boolean tensors (whose
-    element-wise kernels are several times slower than float ones there).
+
+_MASK_TABLES = {}
+
+
+def _mask_table(p, bits, scale, device):
+    """(256, 8 // bits) float32 table: the mask values that one random byte stands for.
+
+    The byte holds ``8 // bits`` fields of ``bits`` bits (lowest first); a field
+    ``u`` keeps its unit when ``u >= p * 2**bits``.
+    """
+    key = (p, bits, scale, device)
+    table = _MASK_TABLES.get(key)
+    if table is None:
+        fields = torch.arange(256)[:, None] >> torch.arange(0, 8, bits) & (2**bits - 1)
+        table = ((fields >= round(p * 2**bits)) * scale).to(torch.float32).to(device)
+        _MASK_TABLES[key] = table
+    return table
+
+
+def keep_mask(shape, p, device=None, scale=1.0):
+    """Float mask of zeros and ``scale``, each ``scale`` with probability ``1 - p``, from raw random bits.
+
+    When ``p`` is a multiple of 1/256 with k in (1, 2, 4, 8) bits
+    (``p * 2**k`` an integer, as for the default 0.5), each element takes
+    ``k`` random bits and the mask values of a whole random byte are looked
+    up in a 256-row table: the keep probability is exactly ``1 - p`` and
+    the cost is a fraction of drawing one number per element. For other
+    ``p`` each element takes 23 random bits as the mantissa of a float in
+    [1, 2) and is kept when that float is at least ``1 + p`` (keep
+    probability ``1 - p`` rounded to a multiple of 2**-23). Either way the
+    bits come from 64-bit draws of torch's global generator, and no boolean
+    tensors are made (whose element-wise kernels are several times slower
+    than float ones on the CPU).
 
     Parameters
     ----------
@@ -34,16 +65,42 @@ def keep_mask(shape, p, device=None):
     p : float in [0, 1)
         Drop probability.
     device : torch.device, optional
+    scale : float, default=1.0
+        Value of the kept elements (``1 / (1 - p)`` for dropout).
 
     Returns
     -------
     mask : float32 Tensor of shape ``shape``
     """
     n = math.prod(shape)
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64, device=device)
-    bits = words.view(torch.int32)[:n]
-    uniform = bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000).view(torch.float32)
-    return uniform.sub_(p).floor_().view(shape)
+    bits = _field_bits(p)
+    if bits is None:
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64, device=device)
+        uniform = words.view(torch.int32)[:n].bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000)
+        mask = uniform.view(torch.float32).sub_(p).floor_()
+        return (mask if scale == 1 else mask.mul_(scale)).view(shape)
+    n_bytes = -(-n * bits // 8)
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-n_bytes // 8),), dtype=torch.int64, device=device)
+    table = _mask_table(p, bits, float(scale), words.device)
+    values = F.embedding(words.view(torch.uint8)[:n_bytes].long(), table)
+    return values.view(-1)[:n].view(shape)
+
+
+def mix(own, other, lam):
+    """Row-wise convex combination ``lam * own + (1 - lam) * other``.
+
+    Parameters
+    ----------
+    own, other : Tensor of shape (P, ...)
+    lam : Tensor of shape (P,)
+        Weight of ``own``.
+
+    Returns
+    -------
+    mixed : Tensor of shape (P, ...)
+    """
+    lam = lam.view(-1, *([1] * (own.dim() - 1))).to(own.dtype)
+    return lam * own + (1 - lam) * other
 
 
 _ROW_SHARD = threading.local()
@@ -92,12 +149,13 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if self.p == 1:
             return x * 0
+        scale = 1 / (1 - self.p)
         if shard is None:
-            mask = keep_mask(x.shape, self.p, x.device)
+            mask = keep_mask(x.shape, self.p, x.device, scale)
         else:
             offset, total = shard
-            mask = keep_mask((total, *x.shape[1:]), self.p, x.device)[offset : offset + len(x)]
-        return x * mask.mul_(1 / (1 - self.p)).to(x.dtype)
+            mask = keep_mask((total, *x.shape[1:]), self.p, x.device, scale)[offset : offset + len(x)]
+        return x * mask.to(x.dtype)
 
 
 class MLP(nn.Module):
@@ -262,9 +320,58 @@ class AnnotMixModule(nn.Module):
         """``log P(z | x, a, y)`` of shape (P, C, C) from detached instance embeddings."""
         return self.annotator_head(instance_embedding.detach(), annotator_embedding)
 
-    def annotator_confusion_logits(self, instance_embedding, annotator_embedding):
-        """Unnormalised ``log P(z | x, a, y)`` of shape (P, C, C), as the training loss takes it."""
-        return self.annotator_head.logits(instance_embedding.detach(), annotator_embedding)
+    def pair_confusion_logits(
+        self, instance_embedding, annotators, partner_annotators=None, lam=None, project_table=None
+    ):
+        """Unnormalised ``log P(z | x, a~, y)`` of shape (P, C, C) for pairs with mixed annotators.
+
+        The annotator representation of pair ``p`` is ``lam[p] * E[a] + (1 -
+        lam[p]) * E[a']`` with ``E`` the embedding table, ``a = annotators[p]``
+        and ``a' = partner_annotators[p]`` (just ``E[a]`` when ``lam`` is None).
+        The AP head's first layer is affine in it, so its output is ``lam *
+        T[a] + (1 - lam) * T[a']`` for the projected table ``T = E W_a^T +
+        b``: with fewer annotators than pairs, the table is projected once
+        and its rows are mixed, which saves multiplications; otherwise rows of
+        ``E`` are mixed and projected. Both give the same values up to
+        rounding. The instance embedding is detached and enters through the
+        other columns of that layer.
+
+        Parameters
+        ----------
+        instance_embedding : Tensor of shape (P, D)
+            GT-model embeddings of the pairs' (mixed) instances.
+        annotators : LongTensor of shape (P,)
+        partner_annotators : LongTensor of shape (P,), optional
+            Required with ``lam``.
+        lam : Tensor of shape (P,), optional
+            Weight of ``annotators``; None means no mixing.
+        project_table : bool, optional
+            Project the whole table first; by default when the table has
+            fewer rows than there are pairs and dense gradients.
+
+        Returns
+        -------
+        confusion_logits : Tensor of shape (P, C, C)
+            Row ``y``, column ``z``.
+        """
+        head, table = self.annotator_head, self.annotator_embedding
+        n_instance = instance_embedding.shape[1]
+        instance_weight = head.hidden.weight[:, :n_instance]
+        annotator_weight = head.hidden.weight[:, n_instance:]
+        if project_table is None:
+            project_table = not table.sparse and table.num_embeddings < len(annotators)
+        if project_table:
+            projected = F.linear(table.weight, annotator_weight, head.hidden.bias)  # (M, H)
+            annotator_part = F.embedding(annotators, projected)
+            if lam is not None:
+                annotator_part = mix(annotator_part, F.embedding(partner_annotators, projected), lam)
+        else:
+            annotator_embedding = table(annotators)
+            if lam is not None:
+                annotator_embedding = mix(annotator_embedding, table(partner_annotators), lam)
+            annotator_part = F.linear(annotator_embedding, annotator_weight, head.hidden.bias)
+        hidden = torch.addmm(annotator_part, instance_embedding.detach(), instance_weight.t()).relu_()
+        return head.output(hidden).view(-1, head.n_classes, head.n_classes)
 
     def annotator_log_proba(self, x, annotators):
         """``log P(z | x, a)`` for every pair of a row of ``x`` and an annotator.

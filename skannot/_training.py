@@ -26,6 +26,7 @@ from skorch import NeuralNet
 from torch import nn
 from torch.utils.data import Dataset
 
+from ._nn import mix
 from ._optim import FlatRAdam, flat_radam_applies
 from .exceptions import TrainingDivergedError
 
@@ -151,23 +152,6 @@ class PairBatchIterator:
         yield from self.dataset.batches(self._order()[: self._n_rows()], self.batch_size)
 
 
-def mix(own, other, lam):
-    """Row-wise convex combination ``lam * own + (1 - lam) * other``.
-
-    Parameters
-    ----------
-    own, other : Tensor of shape (P, ...)
-    lam : Tensor of shape (P,)
-        Weight of ``own``.
-
-    Returns
-    -------
-    mixed : Tensor of shape (P, ...)
-    """
-    lam = lam.view(-1, *([1] * (own.dim() - 1))).to(own.dtype)
-    return lam * own + (1 - lam) * other
-
-
 def mix_pairs(tensor, lam, partner):
     """Convex combination of each row with its partner row.
 
@@ -187,6 +171,63 @@ def mix_pairs(tensor, lam, partner):
     return mix(tensor, tensor[partner], lam)
 
 
+# The probability-space loss is accepted when its smallest row sum of shifted exponentials and its
+# smallest annotation probability clear these bounds. A shifted exponential that underflows
+# (below 1.2e-38 in float32) then stands for a confusion probability below 1.2e-23, so for up to
+# 80,000 classes the terms lost change no annotation probability by more than 1e-7 of itself.
+_MIN_ROW_SUM = 1e-15
+_MIN_PROBA = 1e-11
+
+
+class _ProbabilitySpaceLoss(torch.autograd.Function):
+    """The annot-mix loss in probability space with a hand-written backward pass (CPU path).
+
+    ``P(z | x, a) = p(. | x) @ P(. , z | x, a)`` for the two columns needed, from
+    the softmax of the class logits (shifted by their row maxima) and the
+    exponentials of the confusion logits shifted by their overall maximum.
+    This takes a handful of kernels where the log-space form takes three
+    ``logsumexp`` over short rows, which the CPU reduces slowly, and their
+    autograd graph. Rows shifted by the overall maximum can underflow, so the
+    function also returns whether the result is accurate: every row sum is
+    at least ``_MIN_ROW_SUM`` (1e-15) and every annotation probability at
+    least ``_MIN_PROBA`` (1e-11), so terms that underflowed change no
+    probability by more than 1e-7 of itself. Otherwise :class:`AnnotMixLoss` uses the log-space form.
+    """
+
+    @staticmethod
+    def forward(ctx, class_logits, confusion_logits, labels, partner_labels, lam, scale):
+        n_classes = class_logits.shape[1]
+        class_proba = (class_logits - class_logits.amax(1, keepdim=True)).exp_()
+        class_proba.div_(class_proba.sum(1, keepdim=True))  # p(y | x), (P, C)
+        shifted = (confusion_logits - confusion_logits.amax()).exp_()  # (P, C, C)
+        row_sums = shifted.sum(2)
+        inverse = row_sums.reciprocal()
+        columns = torch.stack([labels, partner_labels], 1)[:, None, :].expand(-1, n_classes, 2)
+        column_proba = shifted.gather(2, columns).mul_(inverse[:, :, None])  # P(z_k | x, a, y), (P, C, 2)
+        annotation_proba = torch.bmm(class_proba[:, None, :], column_proba)[:, 0]  # P(z_k | x, a), (P, 2)
+        lam = lam.to(annotation_proba.dtype)
+        weights = torch.stack([lam, 1 - lam], 1)
+        loss = (weights * annotation_proba.log()).sum().mul_(-scale)
+        accurate = (row_sums.amin() >= _MIN_ROW_SUM) & (annotation_proba.amin() >= _MIN_PROBA)
+        ctx.mark_non_differentiable(accurate)
+        ctx.save_for_backward(class_proba, shifted, inverse, column_proba, annotation_proba, weights, columns)
+        ctx.scale = scale
+        return loss, accurate
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        class_proba, shifted, inverse, column_proba, annotation_proba, weights, columns = ctx.saved_tensors
+        grad_annotation = weights.div(annotation_proba).mul_(-ctx.scale * grad)  # (P, 2)
+        grad_class_proba = torch.bmm(column_proba, grad_annotation[:, :, None])[:, :, 0]  # (P, C)
+        grad_class = grad_class_proba.sub_((class_proba * grad_class_proba).sum(1, keepdim=True))
+        grad_class.mul_(class_proba)
+        # Softmax backward of each confusion row, whose upstream gradient is non-zero in two columns.
+        column_term = (class_proba[:, :, None] * grad_annotation[:, None, :]).mul_(column_proba)
+        grad_confusion = (shifted * inverse[:, :, None]).mul_(-column_term.sum(2, keepdim=True))
+        grad_confusion.scatter_add_(2, columns, column_term)
+        return grad_class, grad_confusion, None, None, None, None
+
+
 class AnnotMixLoss(nn.Module):
     """Negative marginal log-likelihood of (mixed) annotations.
 
@@ -195,12 +236,17 @@ class AnnotMixLoss(nn.Module):
         log P(z | x, a) = logsumexp_y [log p(y | x) + log P(z | x, a, y)]
         loss = -mean_p [lam_p log P(z_p | ...) + (1 - lam_p) log P(z'_p | ...)]
 
-    computed in log space throughout. Only the two columns ``z`` and ``z'`` of
-    each confusion matrix are needed after its rows are normalised, so the
-    (P, C, C) log-probabilities are never materialised: one ``logsumexp`` over
-    the logits gives the row normalisers. On the CPU this is about three times
-    faster than ``log_softmax`` over rows of C entries followed by a
-    ``logsumexp`` over (P, C, C).
+    Only the two columns ``z`` and ``z'`` of each confusion matrix are needed
+    after its rows are normalised, so the (P, C, C) normalised matrices are
+    never formed. On the CPU the loss is computed in probability space with
+    a hand-written backward pass (:class:`_ProbabilitySpaceLoss`), about a
+    third faster; when underflow could make that inaccurate (a pair whose
+    labels are all but impossible under the model, or confusion logits
+    spread over more than about 34 nats), and on other devices, it is computed in log
+    space throughout: one ``logsumexp`` over the logits gives the row
+    normalisers, which on the CPU is about three times faster than
+    ``log_softmax`` over rows of C entries followed by a ``logsumexp`` over
+    (P, C, C). Both give the same value and gradients up to rounding.
     """
 
     def forward(self, class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean"):
@@ -224,6 +270,19 @@ class AnnotMixLoss(nn.Module):
         -------
         loss : scalar Tensor
         """
+        n_pairs = len(class_logits)
+        if class_logits.device.type == "cpu" and n_pairs:
+            scale = 1.0 if reduction == "sum" else 1.0 / n_pairs
+            loss, accurate = _ProbabilitySpaceLoss.apply(
+                class_logits, confusion_logits, labels, partner_labels, lam, scale
+            )
+            if accurate:
+                return loss
+        return self.log_space(class_logits, confusion_logits, labels, partner_labels, lam, reduction)
+
+    @staticmethod
+    def log_space(class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean"):
+        """The loss computed in log space throughout, with autograd; the arguments of :meth:`forward`."""
         n_classes = class_logits.shape[1]
         log_class_proba = class_logits - torch.logsumexp(class_logits, 1, keepdim=True)
         # log p(y | x) - log sum_z exp(logit[y, z]): everything in log P(z | x, a) but the column.
@@ -337,17 +396,16 @@ class AnnotMixNet(NeuralNet):
     def _pair_loss(self, x, rows, annotators, labels, lam, partner):
         """The loss of one batch of pairs, and the GT logits; ``lam=None`` means no mixup."""
         module = self.module_
-        annotator_embedding = module.annotator_embedding(annotators)
         if lam is not None:
             logits, embedding = module.gt_model(mix_pairs(x[rows], lam, partner))
-            annotator_embedding = mix_pairs(annotator_embedding, lam, partner)
+            confusion_logits = module.pair_confusion_logits(embedding, annotators, annotators[partner], lam)
             partner_labels = labels[partner]
         else:
             logits, embedding = module.gt_model(x)
             logits, embedding = logits[rows], embedding[rows]
+            confusion_logits = module.pair_confusion_logits(embedding, annotators)
             lam = torch.ones(len(rows), device=x.device)
             partner_labels = labels
-        confusion_logits = module.annotator_confusion_logits(embedding, annotator_embedding)
         loss = self.criterion_(logits.float(), confusion_logits.float(), labels, partner_labels, lam)
         return loss, logits
 

@@ -9,9 +9,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
-from skannot._nn import Dropout, keep_mask, row_shard
+from skannot._nn import MLP, AnnotMixModule, Dropout, _field_bits, keep_mask, mix, row_shard
 from skannot._optim import FlatRAdam
-from skannot._training import AnnotMixLoss, CrowdDataset
+from skannot._training import AnnotMixLoss, CrowdDataset, _ProbabilitySpaceLoss
 from skannot._validation import check_annotations
 
 SMALL = {"max_epochs": 2, "hidden_sizes": (16, 8), "annotator_embed_dim": 4, "annotator_hidden_size": 8}
@@ -29,18 +29,38 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
     assert (Dropout(1.0).train()(x) == 0).all()
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.3, 0.5, 0.75, 0.9, 3 / 256])
 def test_keep_mask_keeps_with_probability_one_minus_p(p):
     torch.manual_seed(0)
     mask = keep_mask((301, 333), p)  # an odd number of elements
     assert mask.shape == (301, 333) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    assert abs(mask.mean().item() - (1 - p)) < 4 * (p * (1 - p) / mask.numel()) ** 0.5
-    # neighbouring elements (halves of one 64-bit draw) are independent
+    tolerance = 4 * (p * (1 - p) / mask.numel()) ** 0.5
+    assert abs(mask.mean().item() - (1 - p)) < tolerance
+    # every position within a byte (table masks) and within a 64-bit draw keeps at the same rate
+    by_position = mask.flatten()[: 301 * 333 // 8 * 8].view(-1, 8).mean(0)
+    torch.testing.assert_close(by_position, torch.full((8,), 1 - p), rtol=0, atol=8 * tolerance)
+    # neighbouring elements (fields of one byte, halves of one 64-bit draw) are independent
     both = (mask.flatten()[:-1:2] * mask.flatten()[1::2]).mean().item()
     assert abs(both - (1 - p) ** 2) < 0.01
     torch.manual_seed(0)
     assert torch.equal(keep_mask((301, 333), p), mask)
+
+
+@pytest.mark.parametrize(
+    ("p", "bits"), [(0.5, 1), (0.25, 2), (0.75, 2), (0.125, 4), (3 / 256, 8), (0.1, None)]
+)
+def test_keep_mask_takes_the_fewest_bits_that_give_p_exactly(p, bits):
+    assert _field_bits(p) == bits
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_keep_mask_scale_is_the_value_of_kept_elements(p):
+    torch.manual_seed(1)
+    plain = keep_mask((40, 50), p)
+    torch.manual_seed(1)
+    scaled = keep_mask((40, 50), p, scale=1 / (1 - p))
+    torch.testing.assert_close(scaled, plain / (1 - p))
 
 
 def test_dropout_gradient_is_the_mask():
@@ -245,3 +265,93 @@ def test_set_training_still_switches_every_module(crowd_data):
     net._set_training(True)
     assert all(m.training for m in net.module_.modules())
     assert "_training_modules" not in pickle.loads(pickle.dumps(net)).__dict__
+
+
+def _loss_inputs(n_pairs=37, n_classes=5, dtype=torch.float64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    class_logits = torch.randn(n_pairs, n_classes, generator=generator, dtype=dtype).requires_grad_()
+    confusion_logits = (
+        3 * torch.randn(n_pairs, n_classes, n_classes, generator=generator, dtype=dtype)
+    ).requires_grad_()
+    labels, partner_labels = torch.randint(0, n_classes, (2, n_pairs), generator=generator)
+    partner_labels[:5] = labels[:5]  # pairs mixed with a partner of the same label
+    lam = torch.rand(n_pairs, generator=generator, dtype=dtype)
+    return class_logits, confusion_logits, labels, partner_labels, lam
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_probability_space_loss_equals_log_space_loss_and_gradients(dtype, reduction):
+    args = _loss_inputs(dtype=dtype)
+    loss = AnnotMixLoss()
+    fast = loss(*args, reduction=reduction)
+    assert fast.grad_fn.name() == "_ProbabilitySpaceLossBackward"  # the CPU path was taken
+    plain = AnnotMixLoss.log_space(*args, reduction=reduction)
+    tolerance = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(fast, plain, **tolerance)
+    for got, expected in zip(torch.autograd.grad(fast, args[:2]), torch.autograd.grad(plain, args[:2])):
+        torch.testing.assert_close(got, expected, **tolerance)
+
+
+def test_probability_space_loss_passes_gradcheck():
+    class_logits, confusion_logits, labels, partner_labels, lam = _loss_inputs(n_pairs=9, n_classes=4)
+    assert torch.autograd.gradcheck(
+        lambda c, f: AnnotMixLoss()(c, f, labels, partner_labels, lam), (class_logits, confusion_logits)
+    )
+
+
+@pytest.mark.parametrize("case", ["spread confusion logits", "impossible label"])
+def test_loss_falls_back_to_log_space_where_probabilities_underflow(case):
+    class_logits, confusion_logits, labels, partner_labels, lam = (
+        a.detach().float() if a.is_floating_point() else a for a in _loss_inputs()
+    )
+    if case == "spread confusion logits":
+        confusion_logits[0] += (
+            60.0  # other rows' sums of exponentials shifted by the maximum fall below 1e-15
+        )
+    else:
+        class_logits[0] = torch.tensor([50.0, 0, 0, 0, 0])  # class 0 is certain...
+        confusion_logits[0, 0] = torch.tensor([40.0, 0, 0, 0, 0])  # ...and its annotators say 0
+        labels[0] = partner_labels[0] = 3
+    class_logits.requires_grad_()
+    confusion_logits.requires_grad_()
+    args = (class_logits, confusion_logits, labels, partner_labels, lam)
+    _, accurate = _ProbabilitySpaceLoss.apply(*args, 1 / len(labels))
+    assert not accurate
+    loss = AnnotMixLoss()(*args)
+    assert loss.grad_fn.name() != "_ProbabilitySpaceLossBackward"
+    torch.testing.assert_close(loss, AnnotMixLoss.log_space(*args))
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in torch.autograd.grad(loss, args[:2]))
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_projected_annotator_table_gives_the_plain_head_output_and_gradients(mixed):
+    """Mixing rows of the projected table equals projecting mixed embeddings, and the head on the cat."""
+    torch.manual_seed(0)
+    module = AnnotMixModule(MLP(6, 3, (8,)), n_annotators=4, instance_dim=8, n_classes=3, annotator_dim=5)
+    module = module.double()
+    with torch.no_grad():
+        module.annotator_head.output.weight.normal_()  # zero at initialisation: no gradient to the rest
+    n_pairs = 11
+    embedding = torch.randn(n_pairs, 8, dtype=torch.float64)
+    annotators, partners = torch.randint(0, 4, (2, n_pairs))
+    lam = torch.rand(n_pairs, dtype=torch.float64) if mixed else None
+    table = module.annotator_embedding
+    reference_input = table(annotators) if lam is None else mix(table(annotators), table(partners), lam)
+    results = [module.annotator_head.logits(embedding, reference_input)]
+    for project_table in (True, False, None):  # None: 4 annotators < 11 pairs, so projected
+        results.append(module.pair_confusion_logits(embedding, annotators, partners, lam, project_table))
+    parameters = list(module.annotator_head.parameters()) + [table.weight]
+    expected_grads = torch.autograd.grad(results[0].sum(), parameters)
+    for result in results[1:]:
+        torch.testing.assert_close(result, results[0], rtol=1e-12, atol=1e-12)
+        for got, expected in zip(torch.autograd.grad(result.sum(), parameters), expected_grads):
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sparse_annotator_table_is_never_projected():
+    module = AnnotMixModule(MLP(6, 3, (8,)), n_annotators=4, instance_dim=8, n_classes=3, annotator_dim=5)
+    module.annotator_embedding.sparse = True
+    annotators = torch.randint(0, 4, (20,))
+    module.pair_confusion_logits(torch.randn(20, 8), annotators).sum().backward()
+    assert module.annotator_embedding.weight.grad.is_sparse

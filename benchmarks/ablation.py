@@ -9,7 +9,9 @@ variant is slower than the default).
 Variants:
 
 ``default``
-    skannot as it ships: ``FlatRAdam`` and ``keep_mask`` dropout masks.
+    skannot as it ships: ``FlatRAdam``, ``keep_mask`` dropout masks (one
+    random bit per unit for the default p = 0.5), the probability-space loss
+    and the projected annotator table.
 ``torch RAdam``
     ``torch.optim.RAdam`` with ``foreach=True`` instead of ``FlatRAdam``
     (``optimizer__differentiable=False`` is an option ``FlatRAdam`` does not
@@ -17,6 +19,17 @@ Variants:
 ``rand >= p masks``
     dropout masks drawn as ``torch.rand(shape) >= p`` instead of
     ``keep_mask``.
+``23-bit masks``
+    ``keep_mask`` with 23 random bits per unit for every p (as before the
+    table masks), instead of one bit per unit for p = 0.5.
+``log-space loss``
+    ``AnnotMixLoss.log_space`` (three ``logsumexp`` and autograd) instead of
+    the probability-space loss with its hand-written backward pass.
+``unprojected annotator table``
+    the mixed annotator embeddings go through the AP head's first layer
+    (``project_table=False``) instead of mixing rows of the projected table.
+``third round off``
+    the last three variants together: what the third round of changes saves.
 ``skorch's mode switch``
     skorch's ``_set_training``, which walks the module tree before every
     step, instead of the cached check.
@@ -42,7 +55,8 @@ import torch
 from skorch import NeuralNet
 
 import skannot._nn as nn_module
-from skannot._training import AnnotMixNet, PairBatchIterator
+from skannot._nn import AnnotMixModule
+from skannot._training import AnnotMixLoss, AnnotMixNet, PairBatchIterator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speed import fit_skannot, machine, music_genres, table  # noqa: E402
@@ -53,8 +67,8 @@ def rand_masks():
     """Dropout masks from ``torch.rand`` while the block runs."""
     original = nn_module.keep_mask
 
-    def mask(shape, p, device=None):
-        return (torch.rand(shape, device=device) >= p).float()
+    def mask(shape, p, device=None, scale=1.0):
+        return (torch.rand(shape, device=device) >= p).float() * scale
 
     nn_module.keep_mask = mask
     try:
@@ -91,6 +105,40 @@ def batch_by_batch():
 
 
 @contextmanager
+def patched(owner, name, value):
+    """``owner.name = value`` while the block runs."""
+    original = owner.__dict__[name]
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def bits_23():
+    return patched(nn_module, "_field_bits", lambda p: None)
+
+
+def log_space_loss():
+    return patched(AnnotMixLoss, "forward", lambda self, *args, **kwargs: self.log_space(*args, **kwargs))
+
+
+def unprojected_table():
+    original = AnnotMixModule.pair_confusion_logits
+
+    def unprojected(self, *args, **kwargs):
+        return original(self, *args, **{**kwargs, "project_table": False})
+
+    return patched(AnnotMixModule, "pair_confusion_logits", unprojected)
+
+
+@contextmanager
+def third_round_off():
+    with bits_23(), log_space_loss(), unprojected_table():
+        yield
+
+
+@contextmanager
 def nothing():
     yield
 
@@ -101,6 +149,10 @@ VARIANTS = {
     "rand >= p masks": ({}, rand_masks),
     "skorch's mode switch": ({}, skorch_mode_switch),
     "pairs batch by batch": ({}, batch_by_batch),
+    "23-bit masks": ({}, bits_23),
+    "log-space loss": ({}, log_space_loss),
+    "unprojected annotator table": ({}, unprojected_table),
+    "third round off": ({}, third_round_off),
 }
 
 
@@ -109,13 +161,16 @@ def main():
     parser.add_argument("--data", default="../shared/data/music_genres")
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     X, Z = music_genres(args.data)
     fit_skannot(X, Z, 0, epochs=1)  # the first fit of a process pays one-off imports
-    seconds = {name: [] for name in VARIANTS}
+    names = ["default", *(name for name in args.variants if name != "default")]
+    seconds = {name: [] for name in names}
     for run in range(args.rounds):
-        for name, (params, context) in VARIANTS.items():
+        for name in names:
+            params, context = VARIANTS[name]
             with context():
                 start = time.process_time()
                 fit_skannot(X, Z, run, epochs=args.epochs, **params)

@@ -271,7 +271,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
             with row_shard(lo, n_pairs):
                 logits, embedding = module.gt_model(mix(x[rows[lo:hi]], x[rows[partner]], weight))
             confusion_logits = module.pair_confusion_logits(
-                embedding, annotators[lo:hi], annotators[partner], weight, project_table
+                embedding, annotators, weight, partner, slice(lo, hi), project_table
             )
             own, other = labels[lo:hi], labels[partner]
         else:

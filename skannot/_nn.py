@@ -321,33 +321,39 @@ class AnnotMixModule(nn.Module):
         return self.annotator_head(instance_embedding.detach(), annotator_embedding)
 
     def pair_confusion_logits(
-        self, instance_embedding, annotators, partner_annotators=None, lam=None, project_table=None
+        self, instance_embedding, annotators, lam=None, partner=None, pairs=None, project_table=None
     ):
         """Unnormalised ``log P(z | x, a~, y)`` of shape (P, C, C) for pairs with mixed annotators.
 
         The annotator representation of pair ``p`` is ``lam[p] * E[a] + (1 -
-        lam[p]) * E[a']`` with ``E`` the embedding table, ``a = annotators[p]``
-        and ``a' = partner_annotators[p]`` (just ``E[a]`` when ``lam`` is None).
-        The AP head's first layer is affine in it, so its output is ``lam *
-        T[a] + (1 - lam) * T[a']`` for the projected table ``T = E W_a^T +
-        b``: with fewer annotators than pairs, the table is projected once
-        and its rows are mixed, which saves multiplications; otherwise rows of
-        ``E`` are mixed and projected. Both give the same values up to
-        rounding. The instance embedding is detached and enters through the
-        other columns of that layer.
+        lam[p]) * E[a']`` with ``E`` the embedding table, ``a`` the pair's
+        annotator and ``a'`` its partner's (just ``E[a]`` when ``lam`` is
+        None). The AP head's first layer is affine in it, so its output is
+        ``lam * T[a] + (1 - lam) * T[a']`` for the projected table ``T = E
+        W_a^T + b``: with fewer annotators than pairs in the batch, the table
+        is projected once and its rows are mixed, which saves multiplications;
+        otherwise rows of ``E`` are looked up once per pair of the batch (so
+        a sparse table gradient has one row per pair), mixed and projected.
+        Both give the same values up to rounding. The instance embedding is
+        detached and enters through the other columns of that layer.
 
         Parameters
         ----------
         instance_embedding : Tensor of shape (P, D)
-            GT-model embeddings of the pairs' (mixed) instances.
-        annotators : LongTensor of shape (P,)
-        partner_annotators : LongTensor of shape (P,), optional
-            Required with ``lam``.
+            GT-model embeddings of the computed pairs' (mixed) instances.
+        annotators : LongTensor of shape (N,)
+            Annotator of every pair of the batch.
         lam : Tensor of shape (P,), optional
-            Weight of ``annotators``; None means no mixing.
+            Weight of each computed pair's own annotator; None means no mixing.
+        partner : LongTensor of shape (P,), optional
+            Position in ``annotators`` of each computed pair's partner;
+            required with ``lam``.
+        pairs : slice, optional
+            The computed pairs among the batch's N (all by default; a
+            process of data-parallel training computes a slice).
         project_table : bool, optional
             Project the whole table first; by default when the table has
-            fewer rows than there are pairs and dense gradients.
+            fewer rows than the batch has pairs and dense gradients.
 
         Returns
         -------
@@ -360,15 +366,17 @@ class AnnotMixModule(nn.Module):
         annotator_weight = head.hidden.weight[:, n_instance:]
         if project_table is None:
             project_table = not table.sparse and table.num_embeddings < len(annotators)
+        own = annotators if pairs is None else annotators[pairs]
         if project_table:
             projected = F.linear(table.weight, annotator_weight, head.hidden.bias)  # (M, H)
-            annotator_part = F.embedding(annotators, projected)
+            annotator_part = F.embedding(own, projected)
             if lam is not None:
-                annotator_part = mix(annotator_part, F.embedding(partner_annotators, projected), lam)
+                annotator_part = mix(annotator_part, F.embedding(annotators[partner], projected), lam)
         else:
-            annotator_embedding = table(annotators)
+            looked_up = table(annotators)  # one lookup per pair of the batch
+            annotator_embedding = looked_up if pairs is None else looked_up[pairs]
             if lam is not None:
-                annotator_embedding = mix(annotator_embedding, table(partner_annotators), lam)
+                annotator_embedding = mix(annotator_embedding, looked_up[partner], lam)
             annotator_part = F.linear(annotator_embedding, annotator_weight, head.hidden.bias)
         hidden = torch.addmm(annotator_part, instance_embedding.detach(), instance_weight.t()).relu_()
         return head.output(hidden).view(-1, head.n_classes, head.n_classes)

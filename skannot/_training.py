@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ._nn import mix
-from ._optim import FlatRAdam, flat_radam_applies
+from ._optim import FlatRAdam, RowSparseAdam, flat_radam_applies
 from .exceptions import TrainingDivergedError
 
 
@@ -307,7 +307,8 @@ class AnnotMixNet(NeuralNet):
         Beta(alpha, alpha) concentration of the mixing weights; 0 disables mixup.
     sparse_annotators : bool, default=False
         Train the annotator embedding table (whose ``sparse`` flag must be
-        set) with :class:`torch.optim.SparseAdam`, which updates only the rows
+        set) with :class:`torch.optim.SparseAdam` (as ``skannot._optim.RowSparseAdam``,
+        the same update done by row indexing), which updates only the rows
         of the annotators in the batch, at the learning rate the main
         optimizer has at that step. The main optimizer trains all the rest.
     mixed_precision : bool, default=False
@@ -349,7 +350,7 @@ class AnnotMixNet(NeuralNet):
             optimizer = FlatRAdam
         self.optimizer_ = optimizer(*opt_args, **opt_kwargs)
         if self.sparse_annotators:
-            self.annotator_optimizer_ = torch.optim.SparseAdam(
+            self.annotator_optimizer_ = RowSparseAdam(
                 [self.module_.annotator_embedding.weight], lr=self.optimizer_.param_groups[0]["lr"]
             )
         return self
@@ -398,7 +399,7 @@ class AnnotMixNet(NeuralNet):
         module = self.module_
         if lam is not None:
             logits, embedding = module.gt_model(mix_pairs(x[rows], lam, partner))
-            confusion_logits = module.pair_confusion_logits(embedding, annotators, annotators[partner], lam)
+            confusion_logits = module.pair_confusion_logits(embedding, annotators, lam, partner)
             partner_labels = labels[partner]
         else:
             logits, embedding = module.gt_model(x)

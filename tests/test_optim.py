@@ -1,4 +1,4 @@
-"""FlatRAdam: torch's RAdam update on one buffer per parameter group."""
+"""FlatRAdam (RAdam on one buffer per parameter group) and RowSparseAdam (SparseAdam by rows)."""
 
 import copy
 import io
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skannot._optim import FlatRAdam, flat_radam_applies
+from skannot._optim import FlatRAdam, RowSparseAdam, flat_radam_applies
 
 
 def _model(seed=0, dtype=torch.float32):
@@ -146,3 +146,58 @@ def test_applicability_and_errors():
         FlatRAdam(params + [nn.Parameter(torch.zeros(2, dtype=torch.float64))])
     with pytest.raises(ValueError, match="empty parameter group"):
         FlatRAdam([{"params": []}])
+
+
+def _sparse_row_grad(n_rows, n_cols, picked, generator):
+    """An uncoalesced row-sparse gradient (duplicate rows included), as nn.Embedding(sparse=True) gives."""
+    values = torch.randn(len(picked), n_cols, generator=generator)
+    return torch.sparse_coo_tensor(picked[None], values, (n_rows, n_cols), check_invariants=True)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_row_sparse_adam_equals_torch_sparse_adam_bit_for_bit(maximize):
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(50, 8, generator=generator)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    options = {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-6, "maximize": maximize}
+    row_adam, sparse_adam = RowSparseAdam([ours], **options), torch.optim.SparseAdam([theirs], **options)
+    for step in range(12):
+        picked = torch.randint(0, 50, (30,), generator=generator)
+        if step == 5:
+            picked = picked[:0]  # an empty gradient: the step count still advances
+        grad = _sparse_row_grad(50, 8, picked, generator)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        row_adam.step()
+        sparse_adam.step()
+        assert torch.equal(ours, theirs)
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(
+            torch.as_tensor(row_adam.state[ours][key]), torch.as_tensor(sparse_adam.state[theirs][key])
+        )
+    # the state is torch's: a SparseAdam state dict loads and continues the same way
+    reloaded = RowSparseAdam([torch.nn.Parameter(theirs.detach().clone())], **options)
+    reloaded.load_state_dict(sparse_adam.state_dict())
+    assert reloaded.state_dict()["state"][0]["step"] == 12
+
+
+def test_row_sparse_adam_refuses_dense_gradients_and_passes_other_layouts_to_torch():
+    parameter = torch.nn.Parameter(torch.zeros(4, 3))
+    parameter.grad = torch.ones(4, 3)
+    with pytest.raises(RuntimeError, match="dense gradients"):
+        RowSparseAdam([parameter]).step()
+    # element-sparse gradient (sparse dimension 2): torch's own update
+    generator = torch.Generator().manual_seed(1)
+    ours, theirs = torch.nn.Parameter(torch.randn(4, 3, generator=generator)), None
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    grad = torch.sparse_coo_tensor(
+        torch.tensor([[0, 2, 3], [1, 1, 0]]), torch.tensor([1.0, -2.0, 0.5]), (4, 3), check_invariants=True
+    )
+    ours.grad, theirs.grad = grad.clone(), grad.clone()
+    RowSparseAdam([ours], lr=0.1).step()
+    torch.optim.SparseAdam([theirs], lr=0.1).step()
+    assert torch.equal(ours, theirs)
+
+
+def test_row_sparse_adam_returns_the_closure_loss():
+    parameter = torch.nn.Parameter(torch.zeros(4, 3))
+    assert RowSparseAdam([parameter]).step(lambda: torch.tensor(2.5)).item() == 2.5

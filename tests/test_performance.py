@@ -334,19 +334,34 @@ def test_projected_annotator_table_gives_the_plain_head_output_and_gradients(mix
         module.annotator_head.output.weight.normal_()  # zero at initialisation: no gradient to the rest
     n_pairs = 11
     embedding = torch.randn(n_pairs, 8, dtype=torch.float64)
-    annotators, partners = torch.randint(0, 4, (2, n_pairs))
+    annotators = torch.randint(0, 4, (n_pairs,))
+    partner = torch.randperm(n_pairs)
     lam = torch.rand(n_pairs, dtype=torch.float64) if mixed else None
     table = module.annotator_embedding
-    reference_input = table(annotators) if lam is None else mix(table(annotators), table(partners), lam)
+    reference_input = table(annotators)
+    if mixed:
+        reference_input = mix(reference_input, table(annotators[partner]), lam)
     results = [module.annotator_head.logits(embedding, reference_input)]
     for project_table in (True, False, None):  # None: 4 annotators < 11 pairs, so projected
-        results.append(module.pair_confusion_logits(embedding, annotators, partners, lam, project_table))
+        results.append(module.pair_confusion_logits(embedding, annotators, lam, partner, None, project_table))
     parameters = list(module.annotator_head.parameters()) + [table.weight]
     expected_grads = torch.autograd.grad(results[0].sum(), parameters)
     for result in results[1:]:
         torch.testing.assert_close(result, results[0], rtol=1e-12, atol=1e-12)
         for got, expected in zip(torch.autograd.grad(result.sum(), parameters), expected_grads):
             torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    # a slice of the pairs (one process's share in data-parallel training) gives its rows
+    part = slice(3, 8)
+    for project_table in (True, False):
+        sliced = module.pair_confusion_logits(
+            embedding[part],
+            annotators,
+            None if lam is None else lam[part],
+            partner[part],
+            part,
+            project_table,
+        )
+        torch.testing.assert_close(sliced, results[0][part], rtol=1e-12, atol=1e-12)
 
 
 def test_sparse_annotator_table_is_never_projected():

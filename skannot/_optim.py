@@ -52,6 +52,14 @@ def flat_radam_applies(optimizer, options, params):
     )
 
 
+def _evaluate(closure):
+    """What ``closure()`` returns, run with gradients on (an optimizer steps without), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class FlatRAdam(torch.optim.RAdam):
     """:class:`torch.optim.RAdam` with each parameter group stored in one flat buffer.
 
@@ -214,10 +222,7 @@ class FlatRAdam(torch.optim.RAdam):
         loss : Tensor or None
             What ``closure`` returned.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         self._relink()
         for group in self.param_groups:
             flat = group["params"][0]
@@ -273,22 +278,19 @@ class RowSparseAdam(torch.optim.SparseAdam):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One SparseAdam update of every parameter with a gradient.
+        """One SparseAdam update of every parameter that has a gradient.
 
         Parameters
         ----------
         closure : callable, optional
-            Re-evaluates the model and returns the loss.
+            Called first, with gradients enabled: it re-evaluates the model.
 
         Returns
         -------
         loss : Tensor or None
-            What ``closure`` returned.
+            The closure's result.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, eps = float(group["lr"]), group["eps"]

@@ -263,8 +263,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         n_processes, rank = self.accelerator.num_processes, self.accelerator.process_index
         n_pairs = len(rows)
         # The single process's choice for the whole batch, so every process computes the same way.
-        table = module.annotator_embedding
-        project_table = not table.sparse and table.num_embeddings < n_pairs
+        project_table = module.projects_table(n_pairs)
         if lam is not None:
             lo, hi = _slice_bounds(n_pairs, n_processes, rank)
             weight, partner = lam[lo:hi], partner[lo:hi]

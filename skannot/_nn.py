@@ -320,6 +320,14 @@ class AnnotMixModule(nn.Module):
         """``log P(z | x, a, y)`` of shape (P, C, C) from detached instance embeddings."""
         return self.annotator_head(instance_embedding.detach(), annotator_embedding)
 
+    def projects_table(self, n_pairs):
+        """Whether :meth:`pair_confusion_logits` projects the whole table for a batch of ``n_pairs`` pairs.
+
+        Yes when the table has fewer rows than the batch has pairs and takes dense gradients.
+        """
+        table = self.annotator_embedding
+        return not table.sparse and table.num_embeddings < n_pairs
+
     def pair_confusion_logits(
         self, instance_embedding, annotators, lam=None, partner=None, pairs=None, project_table=None
     ):
@@ -365,7 +373,7 @@ class AnnotMixModule(nn.Module):
         instance_weight = head.hidden.weight[:, :n_instance]
         annotator_weight = head.hidden.weight[:, n_instance:]
         if project_table is None:
-            project_table = not table.sparse and table.num_embeddings < len(annotators)
+            project_table = self.projects_table(len(annotators))
         own = annotators if pairs is None else annotators[pairs]
         if project_table:
             projected = F.linear(table.weight, annotator_weight, head.hidden.bias)  # (M, H)

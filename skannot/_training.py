@@ -179,6 +179,11 @@ _MIN_ROW_SUM = 1e-15
 _MIN_PROBA = 1e-11
 
 
+def _label_columns(labels, partner_labels, n_classes):
+    """Gather index (P, C, 2) of each pair's own and partner label in every row of its confusion matrix."""
+    return torch.stack([labels, partner_labels], 1)[:, None, :].expand(-1, n_classes, 2)
+
+
 class _ProbabilitySpaceLoss(torch.autograd.Function):
     """The annot-mix loss in probability space with a hand-written backward pass (CPU path).
 
@@ -202,7 +207,7 @@ class _ProbabilitySpaceLoss(torch.autograd.Function):
         shifted = (confusion_logits - confusion_logits.amax()).exp_()  # (P, C, C)
         row_sums = shifted.sum(2)
         inverse = row_sums.reciprocal()
-        columns = torch.stack([labels, partner_labels], 1)[:, None, :].expand(-1, n_classes, 2)
+        columns = _label_columns(labels, partner_labels, n_classes)
         column_proba = shifted.gather(2, columns).mul_(inverse[:, :, None])  # P(z_k | x, a, y), (P, C, 2)
         annotation_proba = torch.bmm(class_proba[:, None, :], column_proba)[:, 0]  # P(z_k | x, a), (P, 2)
         lam = lam.to(annotation_proba.dtype)
@@ -287,7 +292,7 @@ class AnnotMixLoss(nn.Module):
         log_class_proba = class_logits - torch.logsumexp(class_logits, 1, keepdim=True)
         # log p(y | x) - log sum_z exp(logit[y, z]): everything in log P(z | x, a) but the column.
         base = log_class_proba - torch.logsumexp(confusion_logits, 2)
-        columns = torch.stack([labels, partner_labels], 1)[:, None, :].expand(-1, n_classes, 2)
+        columns = _label_columns(labels, partner_labels, n_classes)
         log_annotation_proba = torch.logsumexp(base[:, :, None] + confusion_logits.gather(2, columns), 1)
         lam = lam.to(log_annotation_proba.dtype)
         per_pair = lam * log_annotation_proba[:, 0] + (1 - lam) * log_annotation_proba[:, 1]

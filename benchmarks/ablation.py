@@ -9,30 +9,22 @@ variant is slower than the default).
 Variants:
 
 ``default``
-    skannot as it ships: ``FlatRAdam``, ``keep_mask`` dropout masks (one
-    random bit per unit for the default p = 0.5), the probability-space loss
-    and the projected annotator table.
-``torch RAdam``
-    ``torch.optim.RAdam`` with ``foreach=True`` instead of ``FlatRAdam``
-    (``optimizer__differentiable=False`` is an option ``FlatRAdam`` does not
-    take, so the estimator falls back to torch's class).
-``rand >= p masks``
-    dropout masks drawn as ``torch.rand(shape) >= p`` instead of
-    ``keep_mask``.
+    skannot as it ships: every CPU fast path on (``skannot.FAST_PATHS``:
+    ``FlatRAdam``, ``keep_mask`` dropout masks with one random bit per unit
+    for the default p = 0.5, the probability-space loss, the row-sparse Adam
+    for a sparse table, the cached training-mode check), the projected
+    annotator table and pair indexing once per epoch.
+``fast paths off``
+    ``skannot.config_context(fast_paths=False)``: the plain PyTorch path of
+    every fast path.
+``without NAME``
+    every fast path but ``NAME`` (one variant per fast path).
 ``23-bit masks``
-    ``keep_mask`` with 23 random bits per unit for every p (as before the
-    table masks), instead of one bit per unit for p = 0.5.
-``log-space loss``
-    ``AnnotMixLoss.log_space`` (three ``logsumexp`` and autograd) instead of
-    the probability-space loss with its hand-written backward pass.
+    ``keep_mask`` with 23 random bits per unit for every p, instead of one
+    bit per unit for p = 0.5.
 ``unprojected annotator table``
     the mixed annotator embeddings go through the AP head's first layer
     (``project_table=False``) instead of mixing rows of the projected table.
-``third round off``
-    the last three variants together: what the third round of changes saves.
-``skorch's mode switch``
-    skorch's ``_set_training``, which walks the module tree before every
-    step, instead of the cached check.
 ``pairs batch by batch``
     ``CrowdDataset.batch`` per batch instead of ``CrowdDataset.batches``
     (pair indexing once per epoch).
@@ -45,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from contextlib import contextmanager
@@ -52,56 +45,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skorch import NeuralNet
 
-import skannot._nn as nn_module
-from skannot._nn import AnnotMixModule
-from skannot._training import AnnotMixLoss, AnnotMixNet, PairBatchIterator
+import skannot
+import skannot._fast._dropout as dropout_module
+from skannot._training import PairBatchIterator
+from skannot.classifiers._annot_mix import AnnotMixModule
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speed import fit_skannot, machine, music_genres, table  # noqa: E402
-
-
-@contextmanager
-def rand_masks():
-    """Dropout masks from ``torch.rand`` while the block runs."""
-    original = nn_module.keep_mask
-
-    def mask(shape, p, device=None, scale=1.0):
-        return (torch.rand(shape, device=device) >= p).float() * scale
-
-    nn_module.keep_mask = mask
-    try:
-        yield
-    finally:
-        nn_module.keep_mask = original
-
-
-@contextmanager
-def skorch_mode_switch():
-    """skorch's own ``_set_training`` while the block runs."""
-    original = AnnotMixNet._set_training
-    AnnotMixNet._set_training = NeuralNet._set_training
-    try:
-        yield
-    finally:
-        AnnotMixNet._set_training = original
-
-
-@contextmanager
-def batch_by_batch():
-    """Pairs indexed per batch while the block runs."""
-    original = PairBatchIterator.__iter__
-
-    def per_batch(self):
-        for rows in torch.split(self._order()[: self._n_rows()], self.batch_size):
-            yield self.dataset.batch(rows)
-
-    PairBatchIterator.__iter__ = per_batch
-    try:
-        yield
-    finally:
-        PairBatchIterator.__iter__ = original
 
 
 @contextmanager
@@ -115,44 +66,29 @@ def patched(owner, name, value):
         setattr(owner, name, original)
 
 
-def bits_23():
-    return patched(nn_module, "_field_bits", lambda p: None)
+def per_batch(self):
+    for rows in torch.split(self._order()[: self._n_rows()], self.batch_size):
+        yield self.dataset.batch(rows)
 
 
-def log_space_loss():
-    return patched(AnnotMixLoss, "forward", lambda self, *args, **kwargs: self.log_space(*args, **kwargs))
+def unprojected(self, *args, **kwargs):
+    return AnnotMixModule_pair_confusion_logits(self, *args, **{**kwargs, "project_table": False})
 
 
-def unprojected_table():
-    original = AnnotMixModule.pair_confusion_logits
-
-    def unprojected(self, *args, **kwargs):
-        return original(self, *args, **{**kwargs, "project_table": False})
-
-    return patched(AnnotMixModule, "pair_confusion_logits", unprojected)
+AnnotMixModule_pair_confusion_logits = AnnotMixModule.pair_confusion_logits
 
 
-@contextmanager
-def third_round_off():
-    with bits_23(), log_space_loss(), unprojected_table():
-        yield
-
-
-@contextmanager
-def nothing():
-    yield
+def without(name):
+    return lambda: skannot.config_context(fast_paths=set(skannot.FAST_PATHS) - {name})
 
 
 VARIANTS = {
-    "default": ({}, nothing),
-    "torch RAdam (foreach)": ({"optimizer__differentiable": False}, nothing),
-    "rand >= p masks": ({}, rand_masks),
-    "skorch's mode switch": ({}, skorch_mode_switch),
-    "pairs batch by batch": ({}, batch_by_batch),
-    "23-bit masks": ({}, bits_23),
-    "log-space loss": ({}, log_space_loss),
-    "unprojected annotator table": ({}, unprojected_table),
-    "third round off": ({}, third_round_off),
+    "default": contextlib.nullcontext,
+    "fast paths off": lambda: skannot.config_context(fast_paths=False),
+    **{f"without {name}": without(name) for name in skannot.FAST_PATHS},
+    "23-bit masks": lambda: patched(dropout_module, "_field_bits", lambda p: None),
+    "unprojected annotator table": lambda: patched(AnnotMixModule, "pair_confusion_logits", unprojected),
+    "pairs batch by batch": lambda: patched(PairBatchIterator, "__iter__", per_batch),
 }
 
 
@@ -170,10 +106,9 @@ def main():
     seconds = {name: [] for name in names}
     for run in range(args.rounds):
         for name in names:
-            params, context = VARIANTS[name]
-            with context():
+            with VARIANTS[name]():
                 start = time.process_time()
-                fit_skannot(X, Z, run, epochs=args.epochs, **params)
+                fit_skannot(X, Z, run, epochs=args.epochs)
                 seconds[name].append(time.process_time() - start)
     base = np.array(seconds["default"])
     rows = []

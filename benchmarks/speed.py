@@ -53,7 +53,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
-from skannot._nn import MLP, AnnotMixModule
+from skannot._nn import MLP
+from skannot.classifiers._annot_mix import AnnotMixModule
 from skannot.datasets import fetch_music_genres
 
 try:
@@ -133,6 +134,9 @@ def fit_floor(X, Z, seed, device="cpu", epochs=EPOCHS):
     Xt = torch.from_numpy(X)
     gt = MLP(X.shape[1], n_classes, HIDDEN, 0.5, True)
     module = AnnotMixModule(gt, Z.shape[1], HIDDEN[-1], n_classes).to(device)
+    for part in module.modules():  # skannot's dropout masks, as in skannot's default fit
+        if hasattr(part, "use_fast_paths"):
+            part.use_fast_paths({"byte_masks"})
     optimizer = torch.optim.RAdam(module.parameters(), lr=LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     beta = torch.distributions.Beta(torch.tensor(1.0, device=device), torch.tensor(1.0, device=device))

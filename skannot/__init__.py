@@ -1,8 +1,17 @@
 """skannot: classifiers trained on noisy labels from several annotators."""
 
 from ._accelerate import AcceleratedAnnotMixClassifier
-from ._annot_mix import AnnotMixClassifier
+from ._config import FAST_PATHS, config_context, get_config, set_config
 from ._nn import MLP
+from .classifiers import AnnotMixClassifier
 
-__all__ = ["AcceleratedAnnotMixClassifier", "AnnotMixClassifier", "MLP"]
+__all__ = [
+    "FAST_PATHS",
+    "AcceleratedAnnotMixClassifier",
+    "AnnotMixClassifier",
+    "MLP",
+    "config_context",
+    "get_config",
+    "set_config",
+]
 __version__ = "0.1.0"

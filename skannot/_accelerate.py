@@ -9,7 +9,7 @@ Under ``accelerate launch``, every process runs the same script and the same
 - every process loads the whole batch of ``batch_size`` instances and runs
   the network on its contiguous slice of the batch's (mixed) pairs, or of its
   instances when ``alpha=0``; dropout masks are drawn for the whole batch and
-  sliced (:func:`skannot._nn.row_shard`);
+  sliced (:class:`ShardedDropout`);
 - batch normalisation computes its statistics over the whole batch with
   differentiable all-reduces (:class:`SyncBatchNorm1d`);
 - each process's loss is its pairs' summed loss over the batch's number of
@@ -26,15 +26,19 @@ learning-rate schedule. With one process the plain training step runs.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+
 import numpy as np
 import torch
 from skorch.hf import AccelerateMixin
 from torch import distributed as dist
 from torch import nn
 
-from ._annot_mix import AnnotMixClassifier
-from ._nn import row_shard
-from ._training import AnnotMixNet, PairBatchIterator, mix
+from ._fast import keep_mask
+from ._nn import Dropout, mix
+from ._training import CrowdNet, PairBatchIterator
+from .classifiers import AnnotMixClassifier
 
 
 class _PairStep(nn.Module):
@@ -50,7 +54,7 @@ class _PairStep(nn.Module):
     module : AnnotMixModule
         The net's ``module_``, registered here so that DDP sees its parameters.
     pair_loss : callable
-        The net's :meth:`~skannot._training.AnnotMixNet._pair_loss`, or with
+        The module's :meth:`~skannot.classifiers._annot_mix.AnnotMixModule.training_loss`, or with
         several processes :meth:`AcceleratedAnnotMixNet._sharded_pair_loss`.
     """
 
@@ -93,6 +97,69 @@ class SharedOrderPairBatchIterator(PairBatchIterator):
 
             order = broadcast(order.to(self.accelerator.device), from_process=0).cpu()
         return order
+
+
+class ShardedDropout(Dropout):
+    """skannot's :class:`~skannot._nn.Dropout` that can draw the mask of a whole batch and keep a slice.
+
+    While :func:`row_shard` is active on its module, a training-mode layer
+    whose input has ``k`` rows draws the :func:`~skannot._fast.keep_mask`
+    mask of a ``total``-row input, as a single process holding the whole
+    batch would, and uses its rows ``offset:offset + k``, on every device.
+    Processes that share a random state and each run a slice of one batch
+    thus draw the masks a single process would. Otherwise it is a plain
+    :class:`~skannot._nn.Dropout`.
+    """
+
+    shard = None
+
+    @classmethod
+    def convert(cls, module):
+        """Turn every :class:`~skannot._nn.Dropout` inside ``module`` into this class, in place.
+
+        Parameters
+        ----------
+        module : nn.Module
+
+        Returns
+        -------
+        module : nn.Module
+        """
+        for layer in module.modules():
+            if type(layer) is Dropout:
+                layer.__class__ = cls
+        return module
+
+    def forward(self, x):
+        if self.shard is None or not self.training or self.p == 0:
+            return super().forward(x)
+        if self.p == 1:
+            return x * 0
+        offset, total = self.shard
+        mask = keep_mask((total, *x.shape[1:]), self.p, x.device, 1 / (1 - self.p))[offset : offset + len(x)]
+        return x * mask.to(x.dtype)
+
+
+@contextlib.contextmanager
+def row_shard(module, offset, total):
+    """Make the :class:`ShardedDropout` layers of ``module`` treat their input as rows of a larger batch.
+
+    Parameters
+    ----------
+    module : nn.Module
+    offset : int
+        First row of the slice.
+    total : int
+        Rows of the whole batch.
+    """
+    layers = [layer for layer in module.modules() if isinstance(layer, ShardedDropout)]
+    for layer in layers:
+        layer.shard = (offset, total)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.shard = None
 
 
 class SyncBatchNorm1d(nn.BatchNorm1d):
@@ -158,8 +225,8 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         return out
 
 
-class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
-    """:class:`~skannot._training.AnnotMixNet` whose training step runs through Accelerate.
+class AcceleratedAnnotMixNet(AccelerateMixin, CrowdNet):
+    """:class:`~skannot._training.CrowdNet` training annot-mix through Accelerate.
 
     The mixin's own preparation would wrap ``module_`` in DDP; this net wraps
     a :class:`_PairStep` around it instead (see there) and leaves ``module_``
@@ -171,9 +238,10 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
             return self
         if self.accelerator.num_processes > 1:
             SyncBatchNorm1d.convert(self.module_)
+            ShardedDropout.convert(self.module_)
             pair_loss = self._sharded_pair_loss
         else:
-            pair_loss = self._pair_loss
+            pair_loss = self.module_.training_loss
         with self._current_init_context("module"):
             self.pair_step_ = self.accelerator.prepare(_PairStep(self.module_, pair_loss))
         with self._current_init_context("optimizer"):
@@ -231,7 +299,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
 
     def train_step(self, batch, **fit_params):
         with self.accelerator.accumulate(self.pair_step_):
-            return AnnotMixNet.train_step(self, batch, **fit_params)
+            return CrowdNet.train_step(self, batch, **fit_params)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
@@ -239,7 +307,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         device = self.accelerator.device
         x = x.to(device, non_blocking=True)
         rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
-        lam, partner = self.mixing_weights(len(rows), device) if self.alpha > 0 else (None, None)
+        lam, partner = self.mixing_weights(len(rows), device) if self.uses_mixup() else (None, None)
         with self.accelerator.autocast():
             loss, logits = self.pair_step_(x, rows, annotators, labels, lam, partner)
         n_processes = self.accelerator.num_processes
@@ -267,7 +335,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
         if lam is not None:
             lo, hi = _slice_bounds(n_pairs, n_processes, rank)
             weight, partner = lam[lo:hi], partner[lo:hi]
-            with row_shard(lo, n_pairs):
+            with row_shard(module, lo, n_pairs):
                 logits, embedding = module.gt_model(mix(x[rows[lo:hi]], x[rows[partner]], weight))
             confusion_logits = module.pair_confusion_logits(
                 embedding, annotators, weight, partner, slice(lo, hi), project_table
@@ -278,7 +346,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
             lo, hi = (
                 int(i) for i in torch.searchsorted(rows, torch.tensor([first, last], device=rows.device))
             )
-            with row_shard(first, len(x)):
+            with row_shard(module, first, len(x)):
                 logits, embedding = module.gt_model(x[first:last])
             local = rows[lo:hi] - first
             logits, embedding = logits[local], embedding[local]
@@ -287,7 +355,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, AnnotMixNet):
             )
             own = other = labels[lo:hi]
             weight = torch.ones(hi - lo, device=x.device)
-        loss = self.criterion_(logits.float(), confusion_logits.float(), own, other, weight, reduction="sum")
+        loss = module.loss(logits.float(), confusion_logits.float(), own, other, weight, reduction="sum")
         return loss / n_pairs, logits
 
 
@@ -356,6 +424,10 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
     def __init__(self, module=None, *, accelerator=None, device=None, **kwargs):
         super().__init__(module, device=device, **kwargs)
         self.accelerator = accelerator
+
+    # Its signature shows its own parameters (the docstring refers to AnnotMixClassifier for the
+    # rest), and get_params lists all of them.
+    __init__.__signature__ = inspect.signature(__init__)
 
     @classmethod
     def _get_param_names(cls):

@@ -220,8 +220,14 @@ def test_unlabelled_annotator_is_modelled_as_the_average_annotator(crowd_data):
     X, _, Z, _ = crowd_data
     Z = np.hstack([Z, np.full((len(Z), 1), -1)])
     clf = AnnotMixClassifier(**FAST, random_state=0).fit(X, Z)
-    table = clf.net_.module_.annotator_embedding.weight.detach()
-    torch.testing.assert_close(table[-1], table[:-1].mean(0))
+    module = clf.net_.module_
+    table = module.annotator_embedding.weight.detach()
+    with torch.no_grad():
+        vectors = module.annotator_vectors(torch.arange(7))
+    torch.testing.assert_close(vectors[-1], table[:-1].mean(0))
+    torch.testing.assert_close(vectors[:-1], table[:-1])
+    # the summary leaves the parameters alone: the unlabelled row keeps its initial value
+    assert not torch.allclose(table[-1], table[:-1].mean(0))
     assert clf.n_labels_per_annotator_[-1] == 0
     assert np.isfinite(clf.annotator_confusion_[-1]).all()
     np.testing.assert_allclose(clf.annotator_confusion_[-1].sum(-1), 1, rtol=1e-6)
@@ -260,7 +266,12 @@ def test_annotator_confusion_is_the_posterior_weighted_mean_over_labelled_instan
     X, _, Z, _ = crowd_data
     module = fitted.net_.module_.eval()
     with torch.no_grad():
-        _, log_class, log_confusion = module.annotator_log_proba(torch.from_numpy(X), torch.arange(6))
+        _, log_class = module.annotator_log_proba(torch.from_numpy(X), torch.arange(6))
+        _, embedding = module.gt_model(torch.from_numpy(X))
+        log_confusion = module.log_confusion(
+            embedding.repeat_interleave(6, 0), torch.arange(6).repeat(len(X))
+        )
+        log_confusion = log_confusion.view(len(X), 6, 3, 3)
     class_proba, confusion = log_class.exp().double().numpy(), log_confusion.exp().double().numpy()
     for m in range(6):
         rows = Z[:, m] >= 0

@@ -24,6 +24,8 @@ def public_objects():
         ]
         for name in names:
             obj = getattr(module, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue  # constants such as skannot.FAST_PATHS are documented where they are defined
             yield f"{module.__name__}.{name}", obj
             if inspect.isclass(obj):
                 for attr, member in vars(obj).items():

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from skannot import AnnotMixClassifier
-from skannot._nn import MLP, AnnotMixModule, Dropout, keep_mask, row_shard
-from skannot._optim import RowSparseAdam
-from skannot._training import AnnotMixLoss
+from skannot._accelerate import ShardedDropout, row_shard
+from skannot._fast import RowSparseAdam, keep_mask
+from skannot._nn import MLP
+from skannot.classifiers._annot_mix import AnnotMixLoss, AnnotMixModule
 
 DEVICE = os.environ.get("SKANNOT_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
 pytestmark = pytest.mark.skipif(DEVICE is None, reason="needs a GPU (or SKANNOT_TEST_DEVICE=cpu)")
@@ -80,11 +81,11 @@ def test_keep_mask_and_sharded_dropout_on_the_device(p):
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert abs(mask.mean().item() - (1 - p)) < 4 * (p * (1 - p) / mask.numel()) ** 0.5
     # a slice of a batch draws the whole batch's mask and keeps its rows
-    layer = Dropout(p).train()
+    layer = ShardedDropout(p).train()
     torch.manual_seed(1)
     whole = keep_mask((10, 6), p, DEVICE, scale=1 / (1 - p))
     torch.manual_seed(1)
-    with row_shard(3, 10):
+    with row_shard(layer, 3, 10):
         part = layer(torch.ones(4, 6, device=DEVICE))
     torch.testing.assert_close(part, whole[3:7])
 
@@ -124,7 +125,7 @@ def test_mixed_precision_fit(split, cpu_fit):
 def test_compiled_step_fit(split):
     X, Z, X_test, y_test = split
     clf = AnnotMixClassifier(**{**SETTINGS, "max_epochs": 3}, compile=True, device=DEVICE).fit(X, Z)
-    assert "_compiled_pair_loss" in clf.net_.__dict__
+    assert "_compiled_loss" in clf.net_.__dict__
     assert np.isfinite(clf.history_[:, "train_loss"]).all()
     assert clf.predict_proba(X_test).shape == (len(X_test), 3)
 

@@ -4,7 +4,7 @@ import torch
 from skorch.dataset import Dataset as SkorchDataset
 from torch.utils.data import Dataset, TensorDataset
 
-from skannot import AnnotMixClassifier, _annot_mix, _large_data
+from skannot import AnnotMixClassifier, _base, _large_data
 from skannot.datasets import simulate_annotators
 
 SMALL = {
@@ -100,7 +100,7 @@ def test_predictions_on_a_dataset_match_arrays(memmapped, in_memory):
 def test_features_are_read_in_bounded_chunks(memmapped, monkeypatch):
     X, Z, X_disk = memmapped
     monkeypatch.setattr(_large_data, "_SCAN_ROWS", 300)
-    monkeypatch.setattr(_annot_mix, "_ROW_CHUNK", 300)
+    monkeypatch.setattr(_base, "_ROW_CHUNK", 300)
     data = ItemDataset(X_disk, Z, batched=True)
     clf = AnnotMixClassifier(**SMALL, batch_size=64).fit(data)
     clf.predict_proba(data)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from skannot._nn import MLP, AnnotatorHead, AnnotMixModule, eta_bias
+from skannot._nn import MLP, AnnotatorHead, eta_bias
+from skannot.classifiers._annot_mix import AnnotMixModule
 
 
 @pytest.mark.parametrize("n_classes, eta", [(2, 0.9), (10, 0.9), (100, 0.02), (3, 0.999999)])
@@ -37,8 +38,12 @@ def test_annotator_log_proba_is_the_marginal_over_true_classes():
     with torch.no_grad():
         module.annotator_head.output.weight.normal_()
         x, annotators = torch.randn(2, 4), torch.tensor([4, 0, 2])
-        log_proba, log_class, log_conf = module.annotator_log_proba(x, annotators)
-    assert log_proba.shape == (2, 3, 3) and log_conf.shape == (2, 3, 3, 3)
+        log_proba, log_class = module.annotator_log_proba(x, annotators)
+        _, embedding = module.gt_model(x)
+        log_conf = module.log_confusion(embedding.repeat_interleave(3, 0), annotators.repeat(2)).view(
+            2, 3, 3, 3
+        )
+    assert log_proba.shape == (2, 3, 3)
     p, conf = log_class.exp().numpy(), log_conf.exp().numpy()
     for i in range(2):
         for j in range(3):

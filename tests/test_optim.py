@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skannot._optim import FlatRAdam, RowSparseAdam, flat_radam_applies
+from skannot._fast import FlatRAdam, RowSparseAdam, flat_radam_applies
 
 
 def _model(seed=0, dtype=torch.float32):

@@ -9,18 +9,28 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
-from skannot._nn import MLP, AnnotMixModule, Dropout, _field_bits, keep_mask, mix, row_shard
-from skannot._optim import FlatRAdam
-from skannot._training import AnnotMixLoss, CrowdDataset, _ProbabilitySpaceLoss
+from skannot._accelerate import ShardedDropout, row_shard
+from skannot._fast import FlatRAdam, ProbabilitySpaceLoss, keep_mask
+from skannot._fast._dropout import _field_bits
+from skannot._nn import MLP, Dropout, mix
+from skannot._training import CrowdDataset
 from skannot._validation import check_annotations
+from skannot.classifiers._annot_mix import AnnotMixLoss, AnnotMixModule
 
 SMALL = {"max_epochs": 2, "hidden_sizes": (16, 8), "annotator_embed_dim": 4, "annotator_hidden_size": 8}
 
 
-def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
+def fast_dropout(p, fast=True):
+    layer = Dropout(p)
+    layer.use_fast_paths({"byte_masks"} if fast else set())
+    return layer
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales(fast):
     torch.manual_seed(0)
     x = torch.ones(400, 500)
-    out = Dropout(0.3).train()(x)
+    out = fast_dropout(0.3, fast).train()(x)
     kept = out != 0
     assert abs(kept.float().mean().item() - 0.7) < 0.005
     torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 1 / 0.7))
@@ -63,9 +73,10 @@ def test_keep_mask_scale_is_the_value_of_kept_elements(p):
     torch.testing.assert_close(scaled, plain / (1 - p))
 
 
-def test_dropout_gradient_is_the_mask():
+@pytest.mark.parametrize("fast", [True, False])
+def test_dropout_gradient_is_the_mask(fast):
     x = torch.randn(50, 20, requires_grad=True)
-    out = Dropout(0.5).train()(x)
+    out = fast_dropout(0.5, fast).train()(x)
     out.sum().backward()
     torch.testing.assert_close(x.grad, (out != 0).float() * 2)
 
@@ -77,7 +88,7 @@ def test_loss_accepts_unnormalised_logits():
     confusion_logits = torch.randn(7, 4, 4, generator=generator, dtype=torch.float64)
     labels, partner_labels = torch.randint(0, 4, (2, 7), generator=generator)
     lam = torch.rand(7, generator=generator, dtype=torch.float64)
-    loss = AnnotMixLoss()
+    loss = AnnotMixLoss(probability_space=True)
     from_logits = loss(class_logits + 3.0, confusion_logits - 1.5, labels, partner_labels, lam)
     from_log_proba = loss(
         F.log_softmax(class_logits, 1), F.log_softmax(confusion_logits, 2), labels, partner_labels, lam
@@ -223,16 +234,17 @@ def test_mixing_weights_follow_beta_alpha_alpha(alpha, crowd_data):
 def test_dropout_in_row_shards_draws_the_whole_batch_mask():
     """Slices of a batch under row_shard, with the same random state, give the whole batch's masks."""
     x = torch.randn(11, 6)
-    layer = Dropout(0.4).train()
+    layer = ShardedDropout(0.4).train()
+    layer.use_fast_paths({"byte_masks"})  # what the single process draws on the CPU
     torch.manual_seed(2)
     whole = layer(x)
     parts = []
     for lo, hi in [(0, 4), (4, 5), (5, 11), (11, 11)]:
         torch.manual_seed(2)
-        with row_shard(lo, 11):
+        with row_shard(layer, lo, 11):
             parts.append(layer(x[lo:hi]))
     torch.testing.assert_close(torch.cat(parts), whole)
-    with row_shard(0, 11):
+    with row_shard(layer, 0, 11):
         torch.testing.assert_close(layer.eval()(x), x)
 
 
@@ -244,7 +256,7 @@ def test_loss_sum_reduction():
     )
     labels, partner_labels = torch.randint(0, 3, (2, 5), generator=generator)
     lam = torch.rand(5, generator=generator)
-    loss = AnnotMixLoss()
+    loss = AnnotMixLoss(probability_space=True)
     args = (class_logits, confusion_logits, labels, partner_labels, lam)
     torch.testing.assert_close(loss(*args, reduction="sum"), 5 * loss(*args))
     empty = [a[:0] for a in args]
@@ -283,9 +295,9 @@ def _loss_inputs(n_pairs=37, n_classes=5, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_probability_space_loss_equals_log_space_loss_and_gradients(dtype, reduction):
     args = _loss_inputs(dtype=dtype)
-    loss = AnnotMixLoss()
+    loss = AnnotMixLoss(probability_space=True)
     fast = loss(*args, reduction=reduction)
-    assert fast.grad_fn.name() == "_ProbabilitySpaceLossBackward"  # the CPU path was taken
+    assert fast.grad_fn.name() == "ProbabilitySpaceLossBackward"  # the CPU path was taken
     plain = AnnotMixLoss.log_space(*args, reduction=reduction)
     tolerance = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(fast, plain, **tolerance)
@@ -296,7 +308,8 @@ def test_probability_space_loss_equals_log_space_loss_and_gradients(dtype, reduc
 def test_probability_space_loss_passes_gradcheck():
     class_logits, confusion_logits, labels, partner_labels, lam = _loss_inputs(n_pairs=9, n_classes=4)
     assert torch.autograd.gradcheck(
-        lambda c, f: AnnotMixLoss()(c, f, labels, partner_labels, lam), (class_logits, confusion_logits)
+        lambda c, f: AnnotMixLoss(probability_space=True)(c, f, labels, partner_labels, lam),
+        (class_logits, confusion_logits),
     )
 
 
@@ -316,10 +329,10 @@ def test_loss_falls_back_to_log_space_where_probabilities_underflow(case):
     class_logits.requires_grad_()
     confusion_logits.requires_grad_()
     args = (class_logits, confusion_logits, labels, partner_labels, lam)
-    _, accurate = _ProbabilitySpaceLoss.apply(*args, 1 / len(labels))
+    _, accurate = ProbabilitySpaceLoss.apply(*args, 1 / len(labels))
     assert not accurate
-    loss = AnnotMixLoss()(*args)
-    assert loss.grad_fn.name() != "_ProbabilitySpaceLossBackward"
+    loss = AnnotMixLoss(probability_space=True)(*args)
+    assert loss.grad_fn.name() != "ProbabilitySpaceLossBackward"
     torch.testing.assert_close(loss, AnnotMixLoss.log_space(*args))
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in torch.autograd.grad(loss, args[:2]))
 

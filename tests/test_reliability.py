@@ -16,8 +16,8 @@ from skorch.callbacks import Callback
 
 from skannot import AnnotMixClassifier
 from skannot._nn import eta_bias
-from skannot._training import AnnotMixLoss
 from skannot._validation import annotations_from_coordinates, check_annotations
+from skannot.classifiers._annot_mix import AnnotMixLoss
 from skannot.exceptions import TrainingDivergedError
 
 TINY = {

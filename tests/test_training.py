@@ -4,8 +4,10 @@ import torch
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
-from skannot._training import AnnotMixLoss, CrowdDataset, PairBatchIterator, mix_pairs
+from skannot._nn import mix_pairs
+from skannot._training import CrowdDataset, PairBatchIterator
 from skannot._validation import Annotations, check_annotations
+from skannot.classifiers._annot_mix import AnnotMixLoss
 
 
 def test_mix_pairs_matches_hand_computation():

@@ -1,4 +1,12 @@
-"""The annot-mix classifier as a scikit-learn estimator."""
+"""The shared base of the family: everything an estimator does that is not its method.
+
+:class:`BaseCrowdClassifier` owns the common parameters, input validation,
+``classes_`` and annotator names, the skorch net and its training loop on
+batches of observed pairs, the divergence check, prediction, annotator
+summaries, scoring, warm starts and persistence. A method (one file in
+``skannot/classifiers/``) adds its own parameters and builds its
+:class:`~skannot._nn.CrowdModule`, which holds its annotator model and loss.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +25,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from ._config import get_config
 from ._large_data import DatasetRows, read_crowd_dataset
-from ._nn import MLP, AnnotMixModule
-from ._training import AnnotMixLoss, AnnotMixNet, CrowdDataset, PairBatchIterator, inference_chunks
+from ._nn import MLP
+from ._training import CrowdDataset, CrowdNet, PairBatchIterator, inference_chunks
 from ._validation import Annotations, check_annotations
 from .metrics import annotation_accuracy_score
 
@@ -27,13 +36,111 @@ from .metrics import annotation_accuracy_score
 PREFIXES = ("module__", "optimizer__", "lr_scheduler__", "callbacks__")
 #: Rows per forward pass of the GT model at prediction time.
 _ROW_CHUNK = 8192
-#: Upper bound on (pairs x C x C) floats held at once by the annotator head.
+#: Upper bound on (pairs x C x C) floats held at once by the annotator model.
 _PAIR_BUDGET = 1 << 22
-#: Most classes ``fit`` accepts: the AP head's output layer and every batch
-#: hold C x C values per (instance, annotator) pair.
+#: Most classes ``fit`` accepts: annotator models hold C x C values per annotator or pair.
 _MAX_CLASSES = 1000
 #: Training instances over which annotators without any label are summarised.
 _REFERENCE_ROWS = 1024
+
+#: The docs of the shared parameters; each method's docstring places them with ``{shared_parameters}``.
+SHARED_PARAMETERS = """\
+    module : None, nn.Module class or nn.Module instance, default=None
+        GT model. ``None`` builds the tabular :class:`~skannot.MLP` from
+        ``hidden_sizes``, ``dropout`` and ``batch_norm``. A custom module's
+        ``forward(x)`` must return ``(logits, embedding)`` of shapes
+        (batch, n_classes) and (batch, embedding_dim); annotator models that
+        depend on the instance read the embedding. A class is instantiated
+        with the ``module__*`` parameters, plus ``n_features`` and
+        ``n_classes`` when its constructor takes them and they are not
+        given; an instance is deep-copied.
+    hidden_sizes : tuple of int, default=(256, 128)
+        Hidden layer widths of the default MLP.
+    dropout : float in [0, 1), default=0.5
+        Dropout of the default MLP.
+    batch_norm : bool, default=True
+        Batch normalisation in the default MLP.
+    max_epochs : int, default=50
+        Passes over the training instances.
+    batch_size : int >= 2, default=64
+        Instances per batch; every observed label of those instances is a
+        training pair of the batch.
+    lr : float, default=1e-2
+        Learning rate.
+    optimizer : torch optimizer class, default=torch.optim.RAdam
+        Configure it further with ``optimizer__*`` (e.g.
+        ``optimizer__weight_decay=1e-4``). With the ``flat_radam`` fast path
+        on (see :func:`skannot.config_context`), ``torch.optim.RAdam`` with
+        options among ``lr``, ``betas``, ``eps``, ``weight_decay``,
+        ``decoupled_weight_decay``, ``maximize`` and ``foreach`` runs as
+        ``skannot._fast.FlatRAdam``: the same update on one contiguous
+        buffer holding all parameters. Other optimizers get
+        ``foreach=True`` where they accept it.
+    lr_scheduler : {"cosine"} or None, default="cosine"
+        ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
+        (``lr_scheduler__*`` parameters go to
+        :class:`torch.optim.lr_scheduler.CosineAnnealingLR`); None keeps it
+        constant.
+    classes : array-like of shape (n_classes,), default=None
+        All class labels; by default the labels observed in ``Z``.
+    missing_label : scalar, str or None, default=-1
+        Marks a missing annotation in ``Z``. NaN, None and ``pandas.NA`` are
+        missing in float, object and DataFrame input in any case.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU if present).
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and mixup, so that
+        an int gives reproducible fits on the CPU. The global torch random
+        state is restored after ``fit``.
+    verbose : int, default=0
+        ``> 0`` prints the training loss per epoch and a progress bar.
+    warm_start : bool, default=False
+        If True and already fitted on data with the same features, classes
+        and annotators, ``fit`` continues from the current weights with a
+        fresh optimizer and a new learning-rate cycle of ``max_epochs``;
+        ``history_`` then records this latest fit. Training settings changed
+        with ``set_params`` in between (``lr``, ``max_epochs``,
+        ``batch_size``, ``optimizer``, ``callbacks`` and the method's
+        training settings such as ``alpha``) apply; the network's shape and
+        initialisation settings stay those of the first fit.
+    mixed_precision : bool, default=False
+        Run the forward passes of training under bfloat16 autocast on CUDA
+        (the loss and all prediction stay in float32). Refused on the CPU,
+        where bfloat16 autocast is slower for layers of this size.
+    compile : bool, default=False
+        Compile the forward part of each training step with
+        :func:`torch.compile` (dynamic shapes). Meant for CUDA; the first
+        steps pay the compilation time.
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+        Extra skorch callbacks (e.g. ``skorch.callbacks.EarlyStopping``
+        monitoring ``train_loss``); ``callbacks__name__param`` sets their
+        parameters.
+    **kwargs
+        Nested parameters: ``module__*``, ``optimizer__*``, ``lr_scheduler__*``
+        and ``callbacks__*``, reachable by ``set_params`` and grid search."""
+
+#: The docs of the fitted attributes every estimator of the family has.
+SHARED_ATTRIBUTES = """\
+    classes_ : ndarray of shape (n_classes,)
+        Sorted class labels.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` was a DataFrame with string column names.
+    n_annotators_ : int
+        Number of annotator columns of ``Z``.
+    annotator_names_ : ndarray of shape (n_annotators_,)
+        Column names of ``Z`` when it was a DataFrame, else ``0 .. n_annotators_ - 1``.
+    n_labels_per_annotator_ : ndarray of shape (n_annotators_,)
+        Number of observed training labels of each annotator.
+    fast_paths_ : frozenset of str
+        The CPU fast paths the fit used (see :func:`skannot.config_context`).
+    net_ : skannot._training.CrowdNet
+        The fitted skorch net; ``net_.module_`` is the torch module.
+    history_ : skorch.History
+        Per-epoch record of the latest ``fit`` (``history_[:, "train_loss"]``).
+    device_ : torch.device
+        Device the model lives on."""
 
 
 def resolve_device(device):
@@ -59,178 +166,19 @@ def resolve_device(device):
     return resolved
 
 
-class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
-    """Classifier trained on noisy labels from several annotators with annot-mix.
+class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
+    """Base of the learning-from-crowds estimators: a GT model trained on annotations.
 
-    Annot-mix [1]_ learns a ground-truth (GT) model ``p(y | x)`` jointly with an
-    annotator-performance (AP) model ``P(z | x, a, y)``, a C x C confusion
-    matrix for each (instance, annotator) pair, by maximising the marginal
-    likelihood ``sum_y p(y | x) P(z | x, a, y)`` of the observed annotations.
-    Mixup [2]_ is applied to (instance, annotator, label) triples.
+        Not used directly: each method subclasses it with its own parameters
+        (listed in its ``__init__``, which passes the shared ones on) and its
+        :meth:`_build_crowd_module`. The subclass's constructor signature, as
+        ``inspect.signature`` and ``get_params`` see it, is its own parameters
+        followed by the shared ones, and ``{shared_parameters}`` /
+        ``{shared_attributes}`` in its docstring stand for their docs.
 
-    Parameters
-    ----------
-    module : None, nn.Module class or nn.Module instance, default=None
-        GT model. ``None`` builds the tabular :class:`~skannot.MLP` from
-        ``hidden_sizes``, ``dropout`` and ``batch_norm``. A custom module's
-        ``forward(x)`` must return ``(logits, embedding)`` of shapes
-        (batch, n_classes) and (batch, embedding_dim); the AP head reads the
-        embedding (detached). A class is instantiated with the ``module__*``
-        parameters, plus ``n_features`` and ``n_classes`` when its constructor
-        takes them and they are not given; an instance is deep-copied.
-    hidden_sizes : tuple of int, default=(256, 128)
-        Hidden layer widths of the default MLP.
-    dropout : float in [0, 1), default=0.5
-        Dropout of the default MLP.
-    batch_norm : bool, default=True
-        Batch normalisation in the default MLP.
-    alpha : float >= 0, default=1.0
-        Mixing weights are drawn from Beta(alpha, alpha); ``alpha=0`` turns
-        mixup off.
-    eta : float in (1/n_classes, 1), default=0.9
-        Prior annotator accuracy: every confusion matrix starts with ``eta``
-        on its diagonal and ``(1 - eta) / (n_classes - 1)`` elsewhere.
-    annotator_embed_dim : int, default=128
-        Size of the learned annotator embedding.
-    annotator_hidden_size : int, default=128
-        Width of the AP head's hidden layer.
-    max_epochs : int, default=50
-        Passes over the training instances.
-    batch_size : int >= 2, default=64
-        Instances per batch; every observed label of those instances is a
-        training pair of the batch.
-    lr : float, default=1e-2
-        Learning rate.
-    optimizer : torch optimizer class, default=torch.optim.RAdam
-        Configure it further with ``optimizer__*`` (e.g.
-        ``optimizer__weight_decay=1e-4``). ``torch.optim.RAdam`` with
-        options among ``lr``, ``betas``, ``eps``, ``weight_decay``,
-        ``decoupled_weight_decay``, ``maximize`` and ``foreach`` runs as
-        ``skannot._optim.FlatRAdam``: the same update on one contiguous
-        buffer holding all parameters, which makes each step cheaper; the
-        network's parameters are then views of that buffer. Other optimizers
-        get ``foreach=True`` where they accept it.
-    lr_scheduler : {"cosine"} or None, default="cosine"
-        ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
-        (``lr_scheduler__*`` parameters go to
-        :class:`torch.optim.lr_scheduler.CosineAnnealingLR`); None keeps it
-        constant.
-    classes : array-like of shape (n_classes,), default=None
-        All class labels; by default the labels observed in ``Z``.
-    missing_label : scalar, str or None, default=-1
-        Marks a missing annotation in ``Z``. NaN, None and ``pandas.NA`` are
-        missing in float, object and DataFrame input in any case.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU if present).
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling, dropout and mixup, so that
-        an int gives reproducible fits on the CPU. The global torch random
-        state is restored after ``fit``.
-    verbose : int, default=0
-        ``> 0`` prints the training loss per epoch and a progress bar.
-    warm_start : bool, default=False
-        If True and already fitted on data with the same features, classes
-        and annotators, ``fit`` continues from the current weights with a
-        fresh optimizer and a new learning-rate cycle of ``max_epochs``;
-        ``history_`` then records this latest fit. Training settings changed
-        with ``set_params`` in between (``lr``, ``alpha``, ``max_epochs``,
-        ``batch_size``, ``optimizer``, ``callbacks``) apply; the network's
-        shape (``module``, ``hidden_sizes``, embedding sizes) and ``eta``
-        stay those of the first fit.
-    sparse_annotator_updates : bool or "auto", default="auto"
-        How the annotator embedding table is trained. False: like every other
-        parameter, by ``optimizer``, whose update touches every row at every
-        step (rows of annotators absent from the batch still move with
-        momentum), so a step costs O(n_annotators x annotator_embed_dim).
-        True: lazily, by :class:`torch.optim.SparseAdam` at the current
-        learning rate, which updates only the rows of the annotators in the
-        batch, so the cost of a step does not grow with the number of
-        annotators; ``optimizer__*`` settings such as weight decay then do
-        not apply to the table. ``"auto"`` is True when the table has more
-        parameters than the rest of the model (with the defaults on 124
-        features and 10 classes: above 880 annotators).
-    mixed_precision : bool, default=False
-        Run the forward passes of training under bfloat16 autocast on CUDA
-        (the loss and all prediction stay in float32). Refused on the CPU,
-        where bfloat16 autocast is slower for layers of this size.
-    compile : bool, default=False
-        Compile the forward part of each training step with
-        :func:`torch.compile` (dynamic shapes). Meant for CUDA; the first
-        steps pay the compilation time.
-    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
-        Extra skorch callbacks (e.g. ``skorch.callbacks.EarlyStopping``
-        monitoring ``train_loss``); ``callbacks__name__param`` sets their
-        parameters.
-    **kwargs
-        Nested parameters: ``module__*``, ``optimizer__*``, ``lr_scheduler__*``
-        and ``callbacks__*``, reachable by ``set_params`` and grid search.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Sorted class labels.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when ``X`` was a DataFrame with string column names.
-    n_annotators_ : int
-        Number of annotator columns of ``Z``.
-    annotator_names_ : ndarray of shape (n_annotators_,)
-        Column names of ``Z`` when it was a DataFrame, else ``0 .. n_annotators_ - 1``.
-    annotator_confusion_ : ndarray of shape (n_annotators_, n_classes, n_classes)
-        Estimated confusion matrix of each annotator; entry ``[m, y, z]`` is
-        the probability that annotator ``m`` says ``classes_[z]`` when the
-        truth is ``classes_[y]``. It is ``P(z | x, m, y)`` averaged over the
-        training instances annotator ``m`` labelled, weighted by the estimated
-        posterior ``p(y | x)``, so its cost grows with the number of labels.
-        An annotator without labels is modelled as the average annotator
-        (the mean of the learned annotator embeddings), summarised over up to
-        1,024 training instances. Rows sum to 1.
-    annotator_accuracy_ : ndarray of shape (n_annotators_,)
-        Estimated probability that each annotator's label is correct on the
-        instances it labelled: ``mean_x sum_y p(y | x) P(z = y | x, m, y)``.
-    n_labels_per_annotator_ : ndarray of shape (n_annotators_,)
-        Number of observed training labels of each annotator.
-    sparse_annotator_updates_ : bool
-        Whether the annotator table was trained with sparse updates (the
-        resolved ``sparse_annotator_updates``).
-    net_ : AnnotMixNet
-        The fitted skorch net; ``net_.module_`` is the torch module.
-    history_ : skorch.History
-        Per-epoch record of the latest ``fit`` (``history_[:, "train_loss"]``).
-    device_ : torch.device
-        Device the model lives on.
-
-    Notes
-    -----
-    Interrupting ``fit`` with Ctrl-C (``KeyboardInterrupt``) during training
-    ends the epoch loop early, as in skorch: ``fit`` then returns normally
-    with the weights reached so far, ``history_`` holds the epochs that were
-    started, and the estimator predicts. A fit that fails in any other way,
-    including a diverged loss, leaves the estimator unfitted.
-
-    References
-    ----------
-    .. [1] M. Herde, L. Lührs, D. Huseljic and B. Sick, "Annot-Mix: Learning
-       with Noisy Class Labels from Multiple Annotators via a Mixup
-       Extension", ECAI 2024.
-    .. [2] H. Zhang, M. Cisse, Y. N. Dauphin and D. Lopez-Paz, "mixup: Beyond
-       Empirical Risk Minimization", ICLR 2018.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skannot import AnnotMixClassifier
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 4)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> Z = np.where(rng.random((200, 3)) < 0.8, y[:, None], 1 - y[:, None])
-    >>> Z[rng.random((200, 3)) < 0.3] = -1  # missing annotations
-    >>> clf = AnnotMixClassifier(max_epochs=5, random_state=0).fit(X, Z)
-    >>> clf.predict_proba(X[:2]).shape
-    (2, 2)
-    >>> clf.annotator_confusion_.shape
-    (3, 2, 2)
+        Parameters
+        ----------
+    {shared_parameters}
     """
 
     _parameter_constraints = {
@@ -238,10 +186,6 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         "hidden_sizes": ["array-like"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "eta": [Interval(Real, 0, 1, closed="neither")],
-        "annotator_embed_dim": [Interval(Integral, 1, None, closed="left")],
-        "annotator_hidden_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -253,11 +197,13 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
-        "sparse_annotator_updates": ["boolean", StrOptions({"auto"})],
         "mixed_precision": ["boolean"],
         "compile": ["boolean"],
         "callbacks": [list, None],
     }
+
+    #: Short name of the method in messages.
+    _method_name = "this estimator"
 
     def __init__(
         self,
@@ -266,10 +212,6 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         hidden_sizes=(256, 128),
         dropout=0.5,
         batch_norm=True,
-        alpha=1.0,
-        eta=0.9,
-        annotator_embed_dim=128,
-        annotator_hidden_size=128,
         max_epochs=50,
         batch_size=64,
         lr=1e-2,
@@ -281,7 +223,6 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         warm_start=False,
-        sparse_annotator_updates="auto",
         mixed_precision=False,
         compile=False,
         callbacks=None,
@@ -291,10 +232,6 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.batch_norm = batch_norm
-        self.alpha = alpha
-        self.eta = eta
-        self.annotator_embed_dim = annotator_embed_dim
-        self.annotator_hidden_size = annotator_hidden_size
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -306,12 +243,30 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
-        self.sparse_annotator_updates = sparse_annotator_updates
         self.mixed_precision = mixed_precision
         self.compile = compile
         self.callbacks = callbacks
-        _check_nested_names(kwargs)
+        unknown = [key for key in kwargs if not key.startswith(PREFIXES)]
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; nested "
+                f"parameters must start with one of {list(PREFIXES)}."
+            )
         self._nested_params = dict(kwargs)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("{shared_parameters}", SHARED_PARAMETERS).replace(
+                "{shared_attributes}", SHARED_ATTRIBUTES
+            )
+        if "__init__" in vars(cls) and not hasattr(cls.__init__, "__signature__"):
+            parent = next(
+                base
+                for base in cls.__mro__[1:]
+                if "__init__" in vars(base) and issubclass(base, BaseCrowdClassifier)
+            )
+            cls.__init__.__signature__ = _merged_signature(cls.__init__, parent.__init__)
 
     # -- parameters --------------------------------------------------------
 
@@ -348,11 +303,28 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             state = {**state, "device_": torch.device("cpu")}
         super().__setstate__(state)
 
+    # -- what a method defines ------------------------------------------------
+
+    def _check_method_params(self, n_classes):
+        """Check the method's parameters against the data (here: nothing)."""
+
+    def _build_crowd_module(self, gt_model, n_features, instance_dim, n_classes, n_annotators):
+        """The method's :class:`~skannot._nn.CrowdModule` around ``gt_model``."""
+        raise NotImplementedError
+
+    def _training_annotations(self, annotations, n_classes):
+        """The annotations the net trains on (the observed ones; aggregating methods replace them)."""
+        return annotations
+
+    def _net_options(self, module):
+        """Extra keyword arguments of the :class:`~skannot._training.CrowdNet` (none here)."""
+        return {}
+
     # -- fitting -----------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, Z=None):
-        """Fit the GT and AP models to instances and their noisy annotations.
+        """Fit the GT and annotator models to instances and their noisy annotations.
 
         Parameters
         ----------
@@ -372,7 +344,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        self : AnnotMixClassifier
+        self : object
             The fitted estimator.
 
         Raises
@@ -383,10 +355,11 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             If the training loss becomes NaN or infinite; the estimator is
             then left unfitted.
         """
+        name = type(self).__name__
         if Z is None and not isinstance(X, Dataset):
             # sklearn's wording, which its estimator checks and users of other classifiers know.
             raise ValueError(
-                "Z is None: AnnotMixClassifier requires y to be passed, but the target y is None; "
+                f"Z is None: {name} requires y to be passed, but the target y is None; "
                 "pass the annotations Z of shape (n_samples, n_annotators), or a 1-D y for one annotator."
             )
         warm = self.warm_start and hasattr(self, "net_")
@@ -400,27 +373,23 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         n_classes = len(classes)
         if n_classes > _MAX_CLASSES:
             raise ValueError(
-                f"Z has {n_classes} classes; AnnotMixClassifier supports at most {_MAX_CLASSES}. "
-                "annot-mix models a C x C confusion matrix for every (instance, annotator) pair, "
-                "so memory grows with C**2 per label. Merge rare classes, or mark their labels as "
-                "missing."
+                f"Z has {n_classes} classes; {name} supports at most {_MAX_CLASSES}. Its annotator "
+                "model holds a C x C confusion matrix per annotator (annot-mix and other instance-dependent "
+                "models: per (instance, annotator) pair), so memory grows with C**2. Merge rare classes, "
+                "or mark their labels as missing."
             )
         if n_classes < 2:
             raise ValueError(
                 f"Z holds a single class ({classes.tolist()[0]!r}); a classifier needs more than one class. "
                 "Pass classes=[...] listing every class if the others exist but were not observed."
             )
-        if not 1 / n_classes < self.eta < 1:
-            raise ValueError(
-                f"eta={self.eta} must lie in (1/n_classes, 1) = ({1 / n_classes:.4g}, 1) for "
-                f"{n_classes} classes: annotators are assumed better than random guessing."
-            )
+        self._check_method_params(n_classes)
         if warm:
             self._check_warm_start(classes, annotations.n_annotators)
         labelled = np.flatnonzero(np.diff(annotations.indptr) > 0)
         if len(labelled) < 2:
             raise ValueError(
-                f"annot-mix needs at least 2 samples with an observed label; Z has {len(labelled)}."
+                f"{name} needs at least 2 samples with an observed label; Z has {len(labelled)}."
             )
         device = self._training_device()
         if self.mixed_precision and device.type != "cuda":
@@ -437,6 +406,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             self.n_annotators_ = annotations.n_annotators
             self.annotator_names_ = names if names is not None else np.arange(annotations.n_annotators)
             self.device_ = device
+            self.fast_paths_ = get_config()["fast_paths"]
             train = annotations.subset(labelled)
             if isinstance(X, DatasetRows):
                 features = X.subset(labelled)
@@ -444,14 +414,15 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 # Index only when some rows lack labels: X[labelled] would copy all of X.
                 X_train = X if len(labelled) == len(X) else X[labelled]
                 features = torch.from_numpy(np.ascontiguousarray(X_train))
-            dataset = CrowdDataset(features, train)
+            dataset = CrowdDataset(features, self._training_annotations(train, n_classes))
             seed = self._fit_seed()
             cuda_devices = [device.index or 0] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(seed)
                 # A warm start wraps the fitted module in a new net, so the current
-                # lr, alpha, max_epochs, batch_size, optimizer and callbacks apply.
+                # training settings apply.
                 module = self.net_.module_ if warm else self._build_module(X, n_classes)
+                _use_fast_paths(module, self.fast_paths_)
                 self.net_ = self._build_net(module, device)
                 self.net_.initialize()
                 self.net_.partial_fit(dataset)
@@ -532,23 +503,10 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
 
     def _build_module(self, X, n_classes):
         gt_model = self._build_gt_model(X.shape[1], n_classes)
-        return AnnotMixModule(
-            gt_model,
-            n_annotators=self.n_annotators_,
-            instance_dim=_embedding_dim(gt_model, X[:2], n_classes),
-            n_classes=n_classes,
-            annotator_dim=self.annotator_embed_dim,
-            hidden_size=self.annotator_hidden_size,
-            eta=self.eta,
-        )
+        instance_dim = _embedding_dim(gt_model, X[:2], n_classes)
+        return self._build_crowd_module(gt_model, X.shape[1], instance_dim, n_classes, self.n_annotators_)
 
     def _build_net(self, module, device):
-        sparse = self.sparse_annotator_updates
-        if sparse == "auto":
-            table = module.annotator_embedding.weight.numel()
-            sparse = table > sum(p.numel() for p in module.parameters()) - table
-        module.annotator_embedding.sparse = sparse
-        self.sparse_annotator_updates_ = sparse
         callbacks = list(self.callbacks or [])
         if self.lr_scheduler == "cosine":
             scheduler = LRScheduler(
@@ -567,9 +525,8 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             # One multi-tensor update instead of a Python loop over parameters:
             # the same arithmetic, a third of the optimizer's time on the CPU.
             nested["optimizer__foreach"] = True
-        return AnnotMixNet(
+        return CrowdNet(
             module=module,
-            criterion=AnnotMixLoss,
             optimizer=self.optimizer,
             lr=self.lr,
             max_epochs=self.max_epochs,
@@ -580,10 +537,10 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
             callbacks=callbacks,
             device=device,
             verbose=self.verbose,
-            alpha=self.alpha,
-            sparse_annotators=sparse,
+            fast_paths=self.fast_paths_,
             mixed_precision=self.mixed_precision,
             compile_step=self.compile,
+            **self._net_options(module),
             **nested,
         )
 
@@ -595,48 +552,47 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         Per annotator ``m`` it sums, over pairs ``(x, m)``: ``w = p(y | x)``,
         ``w * P(. | x, m, y)`` and the unweighted ``P(. | x, m, y)``; the last
         keeps a row well defined when the model gives class ``y`` no mass.
+        Annotators without labels are summarised over a fixed sample of up to
+        1,024 training instances.
         """
         module = self.net_.module_.eval()
         counts = annotations.labels_per_annotator()
         self.n_labels_per_annotator_ = counts
         unlabelled = counts == 0
-        if unlabelled.any():
-            with torch.no_grad():
-                table = module.annotator_embedding.weight
-                mask = torch.from_numpy(unlabelled).to(table.device)
-                table[mask] = table[~mask].mean(0)
-
+        module.mark_labelled_annotators(torch.from_numpy(~unlabelled).to(self.device_))
         sums = _AnnotatorSums(self.n_annotators_, len(self.classes_))
         with torch.inference_mode():
             self._add_pair_posteriors(sums, module, X, annotations)
             if unlabelled.any():
-                # Every unlabelled annotator now has the same (mean) embedding:
-                # summarise that one stand-in over a fixed sample of instances.
-                stand_in = int(np.flatnonzero(unlabelled)[0])
                 reference = X[np.random.default_rng(0).permutation(len(X))[:_REFERENCE_ROWS]]
                 n = len(reference)
-                one_pair_each = Annotations(
-                    np.arange(n + 1), np.full(n, stand_in), np.zeros(n, dtype=np.int64), self.n_annotators_
-                )
-                average = _AnnotatorSums(self.n_annotators_, len(self.classes_))
-                self._add_pair_posteriors(average, module, reference, one_pair_each)
-                sums.assign(unlabelled, average, stand_in)
+                missing = np.flatnonzero(unlabelled)
+                # Every instance of the reference sample paired with every unlabelled annotator,
+                # a bounded number of annotators at a time.
+                for chunk in np.array_split(missing, -(-len(missing) * n // _PAIR_BUDGET) or 1):
+                    pairs = Annotations(
+                        np.arange(0, n * len(chunk) + 1, len(chunk)),
+                        np.tile(chunk, n),
+                        np.zeros(n * len(chunk), dtype=np.int64),
+                        self.n_annotators_,
+                    )
+                    self._add_pair_posteriors(sums, module, reference, pairs)
                 counts = np.where(unlabelled, n, counts)
         self.annotator_confusion_, self.annotator_accuracy_ = sums.summaries(counts)
 
     def _add_pair_posteriors(self, sums, module, X, annotations):
         """Add ``p(y | x)`` and ``P(z | x, a, y)`` of every observed pair to ``sums``, in float64."""
-        for (lo, hi), logits, log_confusion in self._observed_pair_outputs(module, X, annotations):
+        for (lo, hi), logits, embedding, annotators in self._observed_pairs(module, X, annotations):
             class_proba = F.softmax(logits.float(), dim=1).double().cpu()
-            confusion = log_confusion.float().exp().double().cpu()
+            confusion = module.log_confusion(embedding, annotators).float().exp().double().cpu()
             sums.add(torch.from_numpy(annotations.annotators[lo:hi]), class_proba, confusion)
 
-    def _observed_pair_outputs(self, module, X, annotations):
-        """GT logits (P, C) and ``log P(z | x, a, y)`` (P, C, C) of the observed pairs, chunk by chunk.
+    def _observed_pairs(self, module, X, annotations):
+        """GT logits (P, C), embeddings (P, D) and annotators (P,) of the observed pairs, chunk by chunk.
 
-        Yields ``((lo, hi), logits, log_confusion)`` for the pairs at CSR
-        positions ``lo:hi``, on the model's device; chunks of rows of ``X`` are
-        sized so that (pairs x C x C) stays within the memory budget.
+        Yields ``((lo, hi), logits, embedding, annotators)`` for the pairs at
+        CSR positions ``lo:hi``, on the model's device; chunks of rows of
+        ``X`` are sized so that (pairs x C x C) stays within the memory budget.
         """
         device = self.device_
         samples = torch.from_numpy(annotations.samples)
@@ -648,10 +604,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
                 continue
             logits, embedding = module.gt_model(X[start:stop].to(device))
             rows = (samples[lo:hi] - start).to(device)
-            log_confusion = module.annotator_log_confusion(
-                embedding[rows], module.annotator_embedding(annotators[lo:hi].to(device))
-            )
-            yield (lo, hi), logits[rows], log_confusion
+            yield (lo, hi), logits[rows], embedding[rows], annotators[lo:hi].to(device)
 
     def _rows_per_pair_chunk(self, pairs_per_row):
         """Rows per chunk so that (pairs x C x C) stays within the memory budget."""
@@ -754,7 +707,7 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         module = self.net_.module_.eval()
         with torch.inference_mode():
             for start, stop in inference_chunks(len(X), rows_per_chunk):
-                log_proba, _, _ = module.annotator_log_proba(X[start:stop].to(self.device_), selected)
+                log_proba, _ = module.annotator_log_proba(X[start:stop].to(self.device_), selected)
                 out[start:stop] = log_proba.exp().cpu().numpy()
         return out
 
@@ -778,9 +731,9 @@ class AnnotMixClassifier(ClassifierMixin, BaseEstimator):
         out = torch.empty(annotations.n_labels, dtype=torch.float64)
         labels = torch.from_numpy(annotations.labels)
         with torch.inference_mode():
-            for (lo, hi), logits, log_confusion in self._observed_pair_outputs(module, X, annotations):
-                log_class_proba = F.log_softmax(logits.double(), dim=1)
-                log_proba = torch.logsumexp(log_class_proba[:, :, None] + log_confusion.double(), dim=1)
+            for (lo, hi), logits, embedding, annotators in self._observed_pairs(module, X, annotations):
+                log_proba = module.annotation_log_proba(logits.float(), embedding, annotators).double()
+                log_proba = log_proba - torch.logsumexp(log_proba, 1, keepdim=True)
                 out[lo:hi] = log_proba.gather(1, labels[lo:hi, None].to(log_proba.device))[:, 0].cpu()
         return out.numpy()
 
@@ -826,13 +779,6 @@ class _AnnotatorSums:
         self.plain.index_add_(0, annotators, confusion)
         self.mass.index_add_(0, annotators, class_proba)
 
-    def assign(self, mask, other, source):
-        """Copy the sums of annotator ``source`` of ``other`` into the annotators in ``mask``."""
-        mask = torch.from_numpy(mask)
-        self.weighted[mask] = other.weighted[source]
-        self.plain[mask] = other.plain[source]
-        self.mass[mask] = other.mass[source]
-
     def summaries(self, counts):
         """Confusion matrices (M, C, C) and accuracies (M,) from the sums over ``counts`` pairs each."""
         counts = torch.from_numpy(counts).to(torch.float64)
@@ -842,13 +788,26 @@ class _AnnotatorSums:
         return confusion.numpy(), accuracy.numpy()
 
 
-def _check_nested_names(kwargs):
-    unknown = [key for key in kwargs if not key.startswith(PREFIXES)]
-    if unknown:
-        raise TypeError(
-            f"AnnotMixClassifier got unexpected keyword argument(s) {unknown}; nested "
-            f"parameters must start with one of {list(PREFIXES)}."
-        )
+def _use_fast_paths(module, fast_paths):
+    """Tell every part of ``module`` that has CPU fast paths which of them to use."""
+    for part in module.modules():
+        if hasattr(part, "use_fast_paths"):
+            part.use_fast_paths(fast_paths)
+
+
+def _merged_signature(own_init, parent_init):
+    """The signature of ``own_init`` followed by the keyword parameters of ``parent_init`` it passes on."""
+    own = inspect.signature(own_init).parameters
+    base = inspect.signature(parent_init).parameters
+    named = [p for p in own.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    names = {p.name for p in named}
+    extra = [
+        p.replace(kind=p.KEYWORD_ONLY) if p.kind is p.POSITIONAL_OR_KEYWORD else p
+        for p in base.values()
+        if p.name not in names and p.name != "self" and p.kind is not p.VAR_KEYWORD
+    ]
+    var_keyword = [p for p in base.values() if p.kind is p.VAR_KEYWORD]
+    return inspect.Signature([*named, *extra, *var_keyword])
 
 
 def _embedding_dim(gt_model, x, n_classes):

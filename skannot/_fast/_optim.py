@@ -1,4 +1,4 @@
-"""RAdam on one contiguous buffer per parameter group.
+"""RAdam on one contiguous buffer per parameter group, and SparseAdam by row indexing (fast paths).
 
 The network of a tabular annot-mix model is small (about 10^5 parameters in
 15 tensors), so on the CPU :class:`torch.optim.RAdam` spends most of its step

@@ -4,6 +4,11 @@ Crowdsourcing platforms and libraries such as crowd-kit export annotations in
 *long* format, one row per ``(task, worker, label)``; the estimators here take
 the *matrix* form ``Z`` of shape (n_samples, n_annotators). The conversions
 keep task and annotator identities in the index and columns.
+
+Two aggregations turn the labels of several annotators into one estimate per
+sample: :func:`majority_vote` (the most frequent label) and
+:func:`dawid_skene` (class posteriors under per-annotator confusion matrices
+estimated by EM, after Dawid & Skene, 1979).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+from ._aggregation import dawid_skene as _dawid_skene
 from ._validation import check_annotations
 
 
@@ -196,3 +202,72 @@ def matrix_to_long(Z, *, missing_label=-1, task="task", worker="worker", label="
             label: classes[annotations.labels],
         }
     )
+
+
+def dawid_skene(Z, *, missing_label=-1, classes=None, max_iter=100, tol=1e-6, smoothing=0.01):
+    """Posterior of each sample's true class under the Dawid-Skene model.
+
+    Every annotator gets a confusion matrix, ``P(label l | true class k)``,
+    and the classes a prior; both are estimated by EM from the labels alone,
+    starting from the majority-vote shares (Dawid & Skene, 1979, Maximum
+    likelihood estimation of observer error-rates using the EM algorithm,
+    *J. R. Stat. Soc. C* 28(1)). Unlike majority vote, an annotator's label
+    counts for as much as its estimated reliability, and an annotator who
+    systematically swaps two classes still informs the result. The
+    result depends on ``Z`` only; there is no random initialisation.
+
+    Parameters
+    ----------
+    Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
+        Annotations, ``missing_label`` (or NaN/None) where missing.
+    missing_label : scalar, str or None, default=-1
+        Marks a missing annotation.
+    classes : array-like of shape (n_classes,), default=None
+        All class labels; by default the observed ones.
+    max_iter : int, default=100
+        Largest number of EM iterations.
+    tol : float, default=1e-6
+        EM stops when its objective, divided by the number of observed
+        labels, changes by less than ``tol``.
+    smoothing : float, default=0.01
+        Pseudo-count added to every confusion cell and class prior in each
+        M-step, which keeps annotators with few labels from looking
+        infallible; this is where the estimate departs from the paper's
+        maximum likelihood, which ``smoothing=0`` gives.
+
+    Returns
+    -------
+    posteriors : ndarray of shape (n_samples, n_classes)
+        ``P(true class | labels)`` of each sample; rows sum to 1. Columns
+        follow the sorted classes: ``np.unique`` of the observed labels, or
+        the sorted ``classes``. Samples without labels get the estimated
+        class proportions.
+
+    Raises
+    ------
+    ValueError
+        If ``Z`` has no observed label or a parameter is out of range.
+
+    See Also
+    --------
+    majority_vote : The most frequent label of each sample.
+
+    Examples
+    --------
+    Annotator 2 is wrong on the first two samples and outvoted; the third
+    sample has no label and gets the class proportions:
+
+    >>> import numpy as np
+    >>> from skannot.annotations import dawid_skene
+    >>> Z = [["a", "a", "b"], ["b", "b", "a"], [None, None, None], ["a", "a", "a"]]
+    >>> posteriors = dawid_skene(Z, missing_label=None)
+    >>> posteriors.shape
+    (4, 2)
+    >>> posteriors.argmax(axis=1)
+    array([0, 1, 0, 0])
+    >>> bool(np.allclose(posteriors.sum(axis=1), 1.0))
+    True
+    """
+    annotations, classes_, _ = check_annotations(Z, missing_label=missing_label, classes=classes)
+    result = _dawid_skene(annotations, len(classes_), max_iter=max_iter, tol=tol, smoothing=smoothing)
+    return result.posteriors

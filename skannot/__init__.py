@@ -3,11 +3,12 @@
 from ._accelerate import AcceleratedAnnotMixClassifier
 from ._config import FAST_PATHS, config_context, get_config, set_config
 from ._nn import MLP
-from .classifiers import AnnotMixClassifier
+from .classifiers import AggregateClassifier, AnnotMixClassifier
 
 __all__ = [
     "FAST_PATHS",
     "AcceleratedAnnotMixClassifier",
+    "AggregateClassifier",
     "AnnotMixClassifier",
     "MLP",
     "config_context",

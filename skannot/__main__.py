@@ -16,9 +16,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from . import AnnotMixClassifier
-from ._baseline import fit_mlp
-from .annotations import majority_vote
+from . import AggregateClassifier, AnnotMixClassifier
 from .datasets import simulate_annotators
 
 
@@ -55,11 +53,12 @@ def main(argv=None):
     annot_mix_time = time.perf_counter() - start
     annot_mix_accuracy = clf.score(X_test, y_test)
 
-    y_majority = majority_vote(Z, random_state=args.seed)
     start = time.perf_counter()
-    mlp = fit_mlp(X_train, y_majority, n_classes=10, max_epochs=args.epochs, random_state=args.seed)
+    mlp = AggregateClassifier(max_epochs=args.epochs, device=args.device, random_state=args.seed).fit(
+        X_train, Z
+    )
     mlp_time = time.perf_counter() - start
-    majority_accuracy = float((mlp.predict(X_test.astype(np.float32)) == y_test).mean())
+    majority_accuracy = mlp.score(X_test, y_test)
 
     print()
     print(f"{'method':<32}{'test accuracy':>14}{'fit time [s]':>14}")

@@ -199,6 +199,34 @@ def dawid_skene(annotations, n_classes, *, max_iter=100, tol=1e-6, smoothing=0.0
     )
 
 
+def annotator_confusion(annotations, posteriors, n_classes, smoothing=0.01):
+    """Each annotator's confusion matrix against given true-class posteriors.
+
+    The M-step of :func:`dawid_skene` on its own: posterior-weighted counts of
+    each annotator's labels per true class, plus ``smoothing`` pseudo-counts,
+    row-normalised. With one-hot posteriors (e.g. majority-vote labels) it is
+    the smoothed empirical confusion against those labels.
+
+    Parameters
+    ----------
+    annotations : Annotations
+        Observed labels, class indices in ``[0, n_classes)``.
+    posteriors : ndarray of shape (n_samples, n_classes)
+        True-class probabilities of every sample.
+    n_classes : int
+        Number of classes.
+    smoothing : float, default=0.01
+        Pseudo-count added to every cell.
+
+    Returns
+    -------
+    confusion : ndarray of shape (n_annotators, n_classes, n_classes)
+        Rows sum to 1.
+    """
+    labelled = np.diff(annotations.indptr) > 0
+    return _m_step(annotations, annotations.samples, labelled, posteriors, n_classes, smoothing)[0]
+
+
 def _m_step(annotations, samples, labelled, posteriors, n_classes, smoothing):
     """Confusion matrices and priors from the posterior-weighted label counts."""
     n_annotators = annotations.n_annotators

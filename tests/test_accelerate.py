@@ -15,16 +15,11 @@ from torch import nn
 
 from skannot import AcceleratedAnnotMixClassifier, AnnotMixClassifier
 from skannot._accelerate import SharedOrderPairBatchIterator, SyncBatchNorm1d, _slice_bounds
+from skannot._testing import small_settings
 from skannot._training import CrowdDataset, PairBatchIterator
 from skannot._validation import check_annotations
 
-SMALL = {
-    "max_epochs": 3,
-    "hidden_sizes": (16,),
-    "annotator_embed_dim": 4,
-    "annotator_hidden_size": 4,
-    "random_state": 0,
-}
+SMALL = small_settings(AnnotMixClassifier, max_epochs=3, random_state=0)
 
 
 @pytest.fixture(scope="module")

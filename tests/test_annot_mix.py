@@ -8,12 +8,13 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from skannot import AnnotMixClassifier
-from skannot._baseline import fit_mlp
-from skannot.annotations import majority_vote
+from skannot import AggregateClassifier, AnnotMixClassifier
+from skannot._testing import small_settings
 from skannot.datasets import simulate_annotators
 
-FAST = {"max_epochs": 3, "hidden_sizes": (32, 16), "annotator_embed_dim": 8, "annotator_hidden_size": 8}
+FAST = small_settings(
+    AnnotMixClassifier, max_epochs=3, hidden_sizes=(32, 16), annotator_embed_dim=8, annotator_hidden_size=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_beats_majority_vote_and_ranks_annotators(fitted, crowd_data):
     X, y, Z, confusion = crowd_data
     X_test, y_test = X[400:], y[400:]
     clf = AnnotMixClassifier(max_epochs=30, random_state=0).fit(X[:400], Z[:400])
-    mlp = fit_mlp(X[:400], majority_vote(Z[:400], random_state=0), n_classes=3, max_epochs=30, random_state=0)
+    mlp = AggregateClassifier(max_epochs=30, random_state=0).fit(X[:400], Z[:400])
     annot_mix = clf.score(X_test, y_test)
     majority = np.mean(mlp.predict(X_test) == y_test)
     assert annot_mix >= majority + 0.04, (annot_mix, majority)

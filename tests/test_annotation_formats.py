@@ -4,9 +4,10 @@ import pytest
 from scipy.sparse import csr_matrix
 
 from skannot import AnnotMixClassifier
+from skannot._testing import small_settings
 from skannot.annotations import long_to_matrix, majority_vote, matrix_to_long
 
-FAST = {"max_epochs": 2, "hidden_sizes": (16,), "annotator_embed_dim": 4, "annotator_hidden_size": 4}
+FAST = small_settings(AnnotMixClassifier)
 
 
 @pytest.fixture

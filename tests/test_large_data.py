@@ -5,15 +5,10 @@ from skorch.dataset import Dataset as SkorchDataset
 from torch.utils.data import Dataset, TensorDataset
 
 from skannot import AnnotMixClassifier, _base, _large_data
+from skannot._testing import small_settings
 from skannot.datasets import simulate_annotators
 
-SMALL = {
-    "max_epochs": 2,
-    "hidden_sizes": (16,),
-    "annotator_embed_dim": 4,
-    "annotator_hidden_size": 4,
-    "random_state": 0,
-}
+SMALL = small_settings(AnnotMixClassifier, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skannot import AnnotMixClassifier
+from skannot._testing import small_settings
 from skannot.metrics import (
     annotation_accuracy_score,
     annotation_accuracy_scorer,
     annotation_log_likelihood_scorer,
 )
 
-FAST = {"max_epochs": 3, "hidden_sizes": (16,), "annotator_embed_dim": 4, "annotator_hidden_size": 4}
+FAST = small_settings(AnnotMixClassifier, max_epochs=3)
 
 
 @pytest.fixture(scope="module")

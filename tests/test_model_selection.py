@@ -14,10 +14,11 @@ from sklearn.model_selection import (
 )
 
 from skannot import AnnotMixClassifier
+from skannot._testing import small_settings
 from skannot.metrics import annotation_accuracy_scorer, annotation_log_likelihood_scorer
 from skannot.model_selection import AnnotationStratifiedKFold
 
-TINY = {"max_epochs": 2, "hidden_sizes": (8,), "annotator_embed_dim": 4, "annotator_hidden_size": 4}
+TINY = small_settings(AnnotMixClassifier, hidden_sizes=(8,))
 
 
 @pytest.fixture(scope="module")

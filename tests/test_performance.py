@@ -13,11 +13,12 @@ from skannot._accelerate import ShardedDropout, row_shard
 from skannot._fast import FlatRAdam, ProbabilitySpaceLoss, keep_mask
 from skannot._fast._dropout import _field_bits
 from skannot._nn import MLP, Dropout, mix
+from skannot._testing import small_settings
 from skannot._training import CrowdDataset
 from skannot._validation import check_annotations
 from skannot.classifiers._annot_mix import AnnotMixLoss, AnnotMixModule
 
-SMALL = {"max_epochs": 2, "hidden_sizes": (16, 8), "annotator_embed_dim": 4, "annotator_hidden_size": 8}
+SMALL = small_settings(AnnotMixClassifier, hidden_sizes=(16, 8), annotator_hidden_size=8)
 
 
 def fast_dropout(p, fast=True):

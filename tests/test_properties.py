@@ -8,15 +8,12 @@ from hypothesis import strategies as st
 from scipy import sparse
 
 from skannot import AnnotMixClassifier
+from skannot._testing import small_settings
 from skannot._validation import check_annotations
 
-TINY = {
-    "max_epochs": 1,
-    "hidden_sizes": (4,),
-    "annotator_embed_dim": 2,
-    "annotator_hidden_size": 4,
-    "random_state": 0,
-}
+TINY = small_settings(
+    AnnotMixClassifier, max_epochs=1, hidden_sizes=(4,), annotator_embed_dim=2, random_state=0
+)
 #: Words one of which an error message must contain to say what is wrong.
 NAMES_THE_PROBLEM = ("Z ", "X ", "class", "sample", "label", "annotator", "eta", "feature")
 

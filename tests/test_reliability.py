@@ -16,17 +16,12 @@ from skorch.callbacks import Callback
 
 from skannot import AnnotMixClassifier
 from skannot._nn import eta_bias
+from skannot._testing import small_settings
 from skannot._validation import annotations_from_coordinates, check_annotations
 from skannot.classifiers._annot_mix import AnnotMixLoss
 from skannot.exceptions import TrainingDivergedError
 
-TINY = {
-    "max_epochs": 2,
-    "hidden_sizes": (8,),
-    "annotator_embed_dim": 4,
-    "annotator_hidden_size": 4,
-    "random_state": 0,
-}
+TINY = small_settings(AnnotMixClassifier, hidden_sizes=(8,), random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from torch import nn
 
 from skannot import AnnotMixClassifier
+from skannot._testing import small_settings
 
-FAST = {"max_epochs": 2, "hidden_sizes": (16,), "annotator_embed_dim": 4, "annotator_hidden_size": 4}
+FAST = small_settings(AnnotMixClassifier)
 
 
 @pytest.fixture(scope="module")

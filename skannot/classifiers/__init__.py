@@ -1,5 +1,6 @@
 """The learning-from-crowds estimators, one file per method."""
 
+from ._aggregate import AggregateClassifier
 from ._annot_mix import AnnotMixClassifier
 
-__all__ = ["AnnotMixClassifier"]
+__all__ = ["AggregateClassifier", "AnnotMixClassifier"]

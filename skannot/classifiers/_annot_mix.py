@@ -239,87 +239,87 @@ class AnnotMixModule(CrowdModule):
 class AnnotMixClassifier(BaseCrowdClassifier):
     """Classifier trained on noisy labels from several annotators with annot-mix.
 
-        Annot-mix [1]_ learns a ground-truth (GT) model ``p(y | x)`` jointly with an
-        annotator-performance (AP) model ``P(z | x, a, y)``, a C x C confusion
-        matrix for each (instance, annotator) pair, by maximising the marginal
-        likelihood ``sum_y p(y | x) P(z | x, a, y)`` of the observed annotations.
-        Mixup [2]_ is applied to (instance, annotator, label) triples.
+    Annot-mix [1]_ learns a ground-truth (GT) model ``p(y | x)`` jointly with an
+    annotator-performance (AP) model ``P(z | x, a, y)``, a C x C confusion
+    matrix for each (instance, annotator) pair, by maximising the marginal
+    likelihood ``sum_y p(y | x) P(z | x, a, y)`` of the observed annotations.
+    Mixup [2]_ is applied to (instance, annotator, label) triples.
 
-        Parameters
-        ----------
-        alpha : float >= 0, default=1.0
-            Mixing weights are drawn from Beta(alpha, alpha); ``alpha=0`` turns
-            mixup off.
-        eta : float in (1/n_classes, 1), default=0.9
-            Prior annotator accuracy: every confusion matrix starts with ``eta``
-            on its diagonal and ``(1 - eta) / (n_classes - 1)`` elsewhere.
-        annotator_embed_dim : int, default=128
-            Size of the learned annotator embedding.
-        annotator_hidden_size : int, default=128
-            Width of the AP head's hidden layer.
-        sparse_annotator_updates : bool or "auto", default="auto"
-            How the annotator embedding table is trained. False: like every other
-            parameter, by ``optimizer``, whose update touches every row at every
-            step (rows of annotators absent from the batch still move with
-            momentum), so a step costs O(n_annotators x annotator_embed_dim).
-            True: lazily, by :class:`torch.optim.SparseAdam` at the current
-            learning rate, which updates only the rows of the annotators in the
-            batch, so the cost of a step does not grow with the number of
-            annotators; ``optimizer__*`` settings such as weight decay then do
-            not apply to the table. ``"auto"`` is True when the table has more
-            parameters than the rest of the model (with the defaults on 124
-            features and 10 classes: above 880 annotators).
+    Parameters
+    ----------
+    alpha : float >= 0, default=1.0
+        Mixing weights are drawn from Beta(alpha, alpha); ``alpha=0`` turns
+        mixup off.
+    eta : float in (1/n_classes, 1), default=0.9
+        Prior annotator accuracy: every confusion matrix starts with ``eta``
+        on its diagonal and ``(1 - eta) / (n_classes - 1)`` elsewhere.
+    annotator_embed_dim : int, default=128
+        Size of the learned annotator embedding.
+    annotator_hidden_size : int, default=128
+        Width of the AP head's hidden layer.
+    sparse_annotator_updates : bool or "auto", default="auto"
+        How the annotator embedding table is trained. False: like every other
+        parameter, by ``optimizer``, whose update touches every row at every
+        step (rows of annotators absent from the batch still move with
+        momentum), so a step costs O(n_annotators x annotator_embed_dim).
+        True: lazily, by :class:`torch.optim.SparseAdam` at the current
+        learning rate, which updates only the rows of the annotators in the
+        batch, so the cost of a step does not grow with the number of
+        annotators; ``optimizer__*`` settings such as weight decay then do
+        not apply to the table. ``"auto"`` is True when the table has more
+        parameters than the rest of the model (with the defaults on 124
+        features and 10 classes: above 880 annotators).
     {shared_parameters}
 
-        Attributes
-        ----------
+    Attributes
+    ----------
     {shared_attributes}
-        annotator_confusion_ : ndarray of shape (n_annotators_, n_classes, n_classes)
-            Estimated confusion matrix of each annotator; entry ``[m, y, z]`` is
-            the probability that annotator ``m`` says ``classes_[z]`` when the
-            truth is ``classes_[y]``. It is ``P(z | x, m, y)`` averaged over the
-            training instances annotator ``m`` labelled, weighted by the estimated
-            posterior ``p(y | x)``, so its cost grows with the number of labels.
-            An annotator without labels is modelled as the average annotator
-            (the mean of the learned annotator embeddings), summarised over up to
-            1,024 training instances. Rows sum to 1.
-        annotator_accuracy_ : ndarray of shape (n_annotators_,)
-            Estimated probability that each annotator's label is correct on the
-            instances it labelled: ``mean_x sum_y p(y | x) P(z = y | x, m, y)``.
-        sparse_annotator_updates_ : bool
-            Whether the annotator table was trained with sparse updates (the
-            resolved ``sparse_annotator_updates``).
+    annotator_confusion_ : ndarray of shape (n_annotators_, n_classes, n_classes)
+        Estimated confusion matrix of each annotator; entry ``[m, y, z]`` is
+        the probability that annotator ``m`` says ``classes_[z]`` when the
+        truth is ``classes_[y]``. It is ``P(z | x, m, y)`` averaged over the
+        training instances annotator ``m`` labelled, weighted by the estimated
+        posterior ``p(y | x)``, so its cost grows with the number of labels.
+        An annotator without labels is modelled as the average annotator
+        (the mean of the learned annotator embeddings), summarised over up to
+        1,024 training instances. Rows sum to 1.
+    annotator_accuracy_ : ndarray of shape (n_annotators_,)
+        Estimated probability that each annotator's label is correct on the
+        instances it labelled: ``mean_x sum_y p(y | x) P(z = y | x, m, y)``.
+    sparse_annotator_updates_ : bool
+        Whether the annotator table was trained with sparse updates (the
+        resolved ``sparse_annotator_updates``).
 
-        Notes
-        -----
-        Interrupting ``fit`` with Ctrl-C (``KeyboardInterrupt``) during training
-        ends the epoch loop early, as in skorch: ``fit`` then returns normally
-        with the weights reached so far, ``history_`` holds the epochs that were
-        started, and the estimator predicts. A fit that fails in any other way,
-        including a diverged loss, leaves the estimator unfitted.
+    Notes
+    -----
+    Interrupting ``fit`` with Ctrl-C (``KeyboardInterrupt``) during training
+    ends the epoch loop early, as in skorch: ``fit`` then returns normally
+    with the weights reached so far, ``history_`` holds the epochs that were
+    started, and the estimator predicts. A fit that fails in any other way,
+    including a diverged loss, leaves the estimator unfitted.
 
-        References
-        ----------
-        .. [1] M. Herde, L. Lührs, D. Huseljic and B. Sick, "Annot-Mix: Learning
-           with Noisy Class Labels from Multiple Annotators via a Mixup
-           Extension", ECAI 2024.
-        .. [2] H. Zhang, M. Cisse, Y. N. Dauphin and D. Lopez-Paz, "mixup: Beyond
-           Empirical Risk Minimization", ICLR 2018.
+    References
+    ----------
+    .. [1] M. Herde, L. Lührs, D. Huseljic and B. Sick, "Annot-Mix: Learning
+       with Noisy Class Labels from Multiple Annotators via a Mixup
+       Extension", ECAI 2024.
+    .. [2] H. Zhang, M. Cisse, Y. N. Dauphin and D. Lopez-Paz, "mixup: Beyond
+       Empirical Risk Minimization", ICLR 2018.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skannot import AnnotMixClassifier
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(200, 4)).astype("float32")
-        >>> y = (X[:, 0] > 0).astype(int)
-        >>> Z = np.where(rng.random((200, 3)) < 0.8, y[:, None], 1 - y[:, None])
-        >>> Z[rng.random((200, 3)) < 0.3] = -1  # missing annotations
-        >>> clf = AnnotMixClassifier(max_epochs=5, random_state=0).fit(X, Z)
-        >>> clf.predict_proba(X[:2]).shape
-        (2, 2)
-        >>> clf.annotator_confusion_.shape
-        (3, 2, 2)
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skannot import AnnotMixClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 4)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> Z = np.where(rng.random((200, 3)) < 0.8, y[:, None], 1 - y[:, None])
+    >>> Z[rng.random((200, 3)) < 0.3] = -1  # missing annotations
+    >>> clf = AnnotMixClassifier(max_epochs=5, random_state=0).fit(X, Z)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> clf.annotator_confusion_.shape
+    (3, 2, 2)
     """
 
     _parameter_constraints = {

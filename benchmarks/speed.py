@@ -9,6 +9,10 @@ Parts (``--parts``, all by default):
     PyTorch loop of the same network and step (the "floor", written below
     without skorch) and of scikit-activeml 1.0.1's ``AnnotMixClassifier``
     configured the same way, the three run alternately in this process.
+``crowd_layer``
+    Music Genres with the same settings: median ``fit`` time of skannot's
+    ``CrowdLayerClassifier`` and of scikit-activeml 1.0.1's
+    ``CrowdLayerClassifier`` with the same GT network, alternating.
 ``annotators``
     Synthetic data (20,000 samples, 124 features, 10 classes, 3 labels per
     sample) from M = 10 ... 5,000 annotators: seconds per epoch (median over
@@ -59,8 +63,9 @@ from skannot.datasets import fetch_music_genres
 
 try:
     from skactiveml.classifier.multiannotator import AnnotMixClassifier as SkActiveMLAnnotMix
+    from skactiveml.classifier.multiannotator import CrowdLayerClassifier as SkActiveMLCrowdLayer
 except ImportError:
-    SkActiveMLAnnotMix = None
+    SkActiveMLAnnotMix = SkActiveMLCrowdLayer = None
 
 HIDDEN = (256, 128)
 EPOCHS = 50
@@ -235,6 +240,43 @@ def fit_skactiveml(X, Z, seed, device="cpu", epochs=EPOCHS, gt_module=TorchMLP):
     return clf
 
 
+def fit_skannot_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
+    """skannot's crowd layer with its defaults (the paper's settings)."""
+    from skannot import CrowdLayerClassifier
+
+    return CrowdLayerClassifier(max_epochs=epochs, random_state=seed, device=device).fit(X, Z)
+
+
+def fit_skactiveml_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
+    """scikit-activeml 1.0.1's crowd layer with the same GT network and training settings."""
+    from skorch.callbacks import LRScheduler
+
+    torch.manual_seed(seed)
+    n_classes = int(Z.max()) + 1
+    clf = SkActiveMLCrowdLayer(
+        clf_module=TorchMLP,
+        classes=np.arange(n_classes),
+        missing_label=-1,
+        random_state=seed,
+        neural_net_param_dict={
+            "module__n_features": X.shape[1],
+            "module__n_classes": n_classes,
+            "module__hidden_sizes": HIDDEN,
+            "max_epochs": epochs,
+            "batch_size": BATCH,
+            "optimizer": torch.optim.RAdam,
+            "lr": LR,
+            "device": device,
+            "verbose": 0,
+            "callbacks": [
+                ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs))
+            ],
+        },
+    )
+    clf.fit(X, Z)
+    return clf
+
+
 # -- parts -----------------------------------------------------------------
 
 
@@ -260,13 +302,27 @@ class EpochTimer(Callback):
 
 
 def part_music(args):
-    X, Z = music_genres(args.data)
     contenders = {"skannot": fit_skannot, "bare PyTorch loop (floor)": fit_floor}
     if SkActiveMLAnnotMix is None:
         print("scikit-activeml is not installed: its rows are skipped (pip install 'skannot[bench]').")
     else:
         contenders["scikit-activeml 1.0.1"] = fit_skactiveml
         contenders["scikit-activeml 1.0.1 with skannot's MLP"] = partial(fit_skactiveml, gt_module=MLP)
+    return alternating(args, contenders, "Music Genres (annot-mix)")
+
+
+def part_crowd_layer(args):
+    contenders = {"skannot": fit_skannot_crowd_layer}
+    if SkActiveMLCrowdLayer is None:
+        print("scikit-activeml is not installed: its rows are skipped (pip install 'skannot[bench]').")
+    else:
+        contenders["scikit-activeml 1.0.1"] = fit_skactiveml_crowd_layer
+    return alternating(args, contenders, "Music Genres (crowd layer)")
+
+
+def alternating(args, contenders, title):
+    """Median fit times of ``contenders`` on Music Genres, run in rotating order; the first is the unit."""
+    X, Z = music_genres(args.data)
     epochs = 5 if args.quick else EPOCHS
     times = {name: [] for name in contenders}
     names = list(contenders)
@@ -276,13 +332,13 @@ def part_music(args):
             seconds, _ = timed(contenders[name], X, Z, run, args.device, epochs)
             times[name].append(seconds)
             print(f"  music run {run} {name}: wall {seconds[0]:.2f} s, cpu {seconds[1]:.2f} s", flush=True)
-    wall, cpu = (np.median([t[i] for t in times["skannot"]]) for i in (0, 1))
+    wall, cpu = (np.median([t[i] for t in times[names[0]]]) for i in (0, 1))
     rows = []
     for name, t in times.items():
         w, c = np.median([x[0] for x in t]), np.median([x[1] for x in t])
         rows.append((name, f"{w:.2f}", f"{w / wall:.2f}", f"{c:.2f}", f"{c / cpu:.2f}"))
     return table(
-        f"Music Genres, {epochs} epochs, medians over {args.runs} alternating runs",
+        f"{title}, {epochs} epochs, medians over {args.runs} alternating runs",
         ["method", "fit wall s", "wall / skannot", "fit CPU s", "CPU / skannot"],
         rows,
     )
@@ -487,6 +543,7 @@ def machine(device):
 
 PARTS = {
     "music": part_music,
+    "crowd_layer": part_crowd_layer,
     "annotators": part_annotators,
     "samples": part_samples,
     "memory": part_memory,

@@ -61,3 +61,140 @@ def test_bad_annotations_raise_clear_errors(Z, kwargs, message):
         return
     with pytest.raises(ValueError, match=message):
         check_annotations(Z, **kwargs)
+
+
+def test_mixed_type_advice_keeps_missing_entries_missing():
+    Z = np.array([["a", 1], [None, -1], ["b", np.nan]], dtype=object)
+    with pytest.raises(ValueError, match="mixes string and numeric") as error:
+        check_annotations(Z)
+    message = str(error.value)
+    assert "observed = ~pd.isna(Z) & (Z != missing_label)" in message
+    # The advice, followed: only the three observed labels become strings.
+    observed = ~pd.isna(Z) & (Z != -1)
+    Z[observed] = Z[observed].astype(str)
+    annotations, classes, _ = check_annotations(Z)
+    np.testing.assert_array_equal(classes, ["1", "a", "b"])
+    assert annotations.n_labels == 3
+
+
+def test_mixed_type_advice_works_for_a_dataframe():
+    Z = pd.DataFrame({"ann": ["a", None, "b"], "bob": [1, -1, np.nan]}, dtype=object)
+    observed = ~pd.isna(Z) & (Z != -1)
+    Z[observed] = Z[observed].astype(str)
+    annotations, classes, _ = check_annotations(Z)
+    np.testing.assert_array_equal(classes, ["1", "a", "b"])
+    assert annotations.n_labels == 3
+
+
+@pytest.mark.parametrize(
+    "Z, text",
+    [
+        (np.array([["a", "-1"], ["b", "a"]]), "-1"),
+        (np.array([["a", "-1.0"], ["b", "a"]]), "-1.0"),
+        (np.array([["a", "nan"], ["b", "a"]]), "nan"),
+        (np.array([["a", "None"], ["b", "a"]], dtype=object), "None"),
+        (np.array([[1, None], [-1, 0]], dtype=object).astype(str), "-1"),
+        (pd.DataFrame({"ann": ["a", "<NA>"], "bob": ["b", "a"]}), "<NA>"),
+    ],
+)
+def test_missing_markers_turned_into_strings_are_refused(Z, text):
+    with pytest.raises(ValueError, match=f"'{text}'.* as string labels, which look like missing") as error:
+        check_annotations(Z)
+    assert f"pass missing_label='{text}'" in str(error.value)
+
+
+def test_a_string_missing_marker_can_be_named_or_kept_as_a_class():
+    Z = np.array([["a", "-1"], ["b", "a"]])
+    annotations, classes, _ = check_annotations(Z, missing_label="-1")
+    np.testing.assert_array_equal(classes, ["a", "b"])
+    assert annotations.n_labels == 3
+    _, classes, _ = check_annotations(Z, classes=["-1", "a", "b"])
+    np.testing.assert_array_equal(classes, ["-1", "a", "b"])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda labels: pd.DataFrame({"ann": labels, "bob": labels[::-1]}),
+        lambda labels: pd.DataFrame({"ann": pd.array([*labels, pd.NA], dtype="Int64")}),
+        lambda labels: pd.DataFrame({"ann": [*labels, -1], "bob": [float(2**60), np.nan, np.nan, np.nan]}),
+        lambda labels: pd.DataFrame({"ann": np.array(labels, dtype=np.uint64)}),
+        lambda labels: pd.Series(labels),
+        lambda labels: np.array([*labels, None], dtype=object),
+        lambda labels: np.array(labels),
+    ],
+    ids=["int64", "Int64-with-NA", "int-next-to-float", "uint64", "series", "object", "numpy"],
+)
+def test_integer_labels_beyond_float_precision_stay_apart(make):
+    labels = [2**60, 2**60 + 1, 2**60 + 2]
+    _, classes, _ = check_annotations(make(labels))
+    assert classes.dtype.kind in "iu"
+    assert [int(c) for c in classes] == labels
+
+
+@pytest.mark.parametrize(
+    "Z",
+    [
+        np.array([[True, None], [False, True]], dtype=object),
+        pd.DataFrame({"ann": pd.array([True, pd.NA, False], dtype="boolean")}),
+        pd.DataFrame({"ann": [True, np.nan, False]}),
+        np.array([[True, False]]),
+    ],
+    ids=["object-with-None", "pandas-boolean", "object-column-with-NaN", "numpy-bool"],
+)
+def test_bool_labels_keep_their_type(Z):
+    annotations, classes, _ = check_annotations(Z)
+    assert classes.dtype == bool
+    np.testing.assert_array_equal(classes, [False, True])
+
+
+def test_bool_and_numeric_labels_together_are_refused():
+    with pytest.raises(ValueError, match="mixes boolean and numeric labels"):
+        check_annotations(np.array([[True, 2]], dtype=object))
+
+
+@pytest.mark.parametrize("Z", [np.array([[0, 1], [1, 0]]), np.array([[0.0, np.nan], [1.0, 0.0]])])
+def test_missing_label_pandas_na_marks_nan_none_and_na(Z):
+    annotations, classes, _ = check_annotations(Z, missing_label=pd.NA)
+    np.testing.assert_array_equal(classes, [0, 1])
+    Z = np.array([["a", pd.NA], [None, np.nan], ["b", "a"]], dtype=object)
+    annotations, classes, _ = check_annotations(Z, missing_label=pd.NA)
+    np.testing.assert_array_equal(classes, ["a", "b"])
+    assert annotations.n_labels == 3
+
+
+@pytest.mark.parametrize("missing_label", [[-1], (-1, None), np.array([-1, 0])])
+def test_a_missing_label_that_is_not_one_value_is_refused(missing_label):
+    with pytest.raises(ValueError, match="missing_label=.* must be a single value"):
+        check_annotations(np.array([[0, 1]]), missing_label=missing_label)
+
+
+@pytest.mark.parametrize(
+    "Z, classes, message",
+    [
+        ([[0, 1]], [0, 1, None], r"classes=\[0, 1, None\] contains a missing value"),
+        ([[0, 1]], [0, 1, np.nan], "contains a missing value"),
+        ([[0, 1]], ["0", "1"], "Z holds numeric labels but classes are strings"),
+        ([["a", "b"]], [0, 1], "Z holds string labels but classes are numeric"),
+        ([[0, 1]], [0, 1, {}], "classes contains a label of type dict"),
+        ([[0, 1]], [[0, 1]], "non-empty 1-D"),
+    ],
+)
+def test_bad_classes_are_refused_with_clear_errors(Z, classes, message):
+    with pytest.raises(ValueError, match=message):
+        check_annotations(Z, classes=classes)
+
+
+@pytest.mark.parametrize(
+    "Z, message",
+    [
+        (pd.DataFrame({"ann": [[0], 1]}), r"Z contains a label of type list \(\[0\]\)"),
+        (pd.DataFrame({"ann": [{"a": 1}, 1]}), "Z contains a label of type dict"),
+        (pd.DataFrame({"ann": [pd.Timestamp(0), pd.Timestamp(1)]}), "Z contains a label of type Timestamp"),
+        (np.array([[pd.Timestamp(0), None]], dtype=object), "Z contains a label of type Timestamp"),
+        ([[[0], 1], [1, 0]], "Z cannot be read as an annotation matrix"),
+    ],
+)
+def test_labels_that_are_not_labels_are_refused_naming_z(Z, message):
+    with pytest.raises(ValueError, match=message):
+        check_annotations(Z)

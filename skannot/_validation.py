@@ -443,3 +443,85 @@ def _check_classes(classes, values):
             f"{classes_.tolist()}; add them to classes or mark them as missing."
         )
     return classes_
+
+
+def _carried_index(data):
+    """The index of a pandas object, or None for other input or a default ``RangeIndex``."""
+    if not isinstance(data, (pd.DataFrame, pd.Series)):
+        return None
+    index = data.index
+    # A default 0..n-1 index says nothing beyond the position (numpy-built data gets one).
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return None
+    return index
+
+
+def _plain(value):
+    """A numpy scalar as the Python value, so that messages show ``3``, not ``np.int64(3)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_aligned_index(X, Z):
+    """Refuse a DataFrame ``X`` and ``Z`` whose indexes would pair the wrong rows.
+
+    ``fit`` pairs row ``i`` of ``X`` with row ``i`` of ``Z``, by position. When
+    both are pandas objects carrying an index and the two indexes differ,
+    that pairing gives samples another sample's annotations without a word:
+    :func:`skannot.annotations.long_to_matrix`, for example, orders the tasks
+    by first appearance, which is rarely the row order of ``X``. So a
+    difference, be it the same labels in another order or other labels, is
+    an error that says how to align them. Nothing is checked when either
+    side is not a pandas object or has a default ``RangeIndex``
+    (0, 1, ..., n - 1), which stands for the position, or when the lengths
+    differ (the row-count check reports that).
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_samples, n_features)
+        Instances.
+    Z : array-like, DataFrame or Series of shape (n_samples, n_annotators) or (n_samples,)
+        Annotations.
+
+    Raises
+    ------
+    ValueError
+        If both carry an index and the indexes differ.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skannot._validation import check_aligned_index
+    >>> X = pd.DataFrame({"x": [0.1, 0.2]}, index=["t1", "t2"])
+    >>> Z = pd.DataFrame({"ann": [1, 0]}, index=["t2", "t1"])
+    >>> check_aligned_index(X, Z.loc[X.index])
+    >>> check_aligned_index(X, Z)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X and Z hold the same index labels in another order (row 0 of X is 't1' ...
+    """
+    x_index, z_index = _carried_index(X), _carried_index(Z)
+    if x_index is None or z_index is None or len(x_index) != len(z_index) or x_index.equals(z_index):
+        return
+    row = next((i for i, (x, z) in enumerate(zip(x_index, z_index)) if x != z), None)
+    if row is None:  # equal labels, held in indexes of other dtypes
+        return
+    if x_index.isin(z_index).all() and z_index.isin(x_index).all():
+        raise ValueError(
+            f"X and Z hold the same index labels in another order (row {row} of X is "
+            f"{_plain(x_index[row])!r} but row {row} of Z is {_plain(z_index[row])!r}); fit "
+            "pairs their rows by position, so samples would get another sample's annotations. "
+            "Align Z with X first: Z = Z.loc[X.index], or build it with "
+            "long_to_matrix(..., tasks=X.index)."
+        )
+    examples = [
+        f"{name} has {_plain(own[~own.isin(other)][0])!r}, not in {other_name}"
+        for name, own, other_name, other in (("X", x_index, "Z", z_index), ("Z", z_index, "X", x_index))
+        if not own.isin(other).all()
+    ]
+    example = "; ".join(examples)
+    raise ValueError(
+        f"The indexes of X and Z hold different labels ({example}); fit pairs their rows by "
+        "position, so samples may get another sample's annotations. Align Z with X first: "
+        "Z = Z.reindex(X.index) (a row of NaN for each sample nobody labelled), or, if the rows "
+        "do pair by position, drop both indexes with reset_index(drop=True)."
+    )

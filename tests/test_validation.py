@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skannot._validation import check_annotations
+from skannot._validation import check_aligned_index, check_annotations
+from skannot.annotations import long_to_matrix
 
 
 def test_dense_int_matrix_to_csr():
@@ -198,3 +199,65 @@ def test_bad_classes_are_refused_with_clear_errors(Z, classes, message):
 def test_labels_that_are_not_labels_are_refused_naming_z(Z, message):
     with pytest.raises(ValueError, match=message):
         check_annotations(Z)
+
+
+@pytest.fixture
+def tasks_and_labels():
+    X = pd.DataFrame({"x": [0.1, 0.2, 0.3]}, index=pd.Index(["t1", "t2", "t3"], name="task"))
+    data = pd.DataFrame(
+        {"task": ["t3", "t1", "t2", "t1"], "worker": ["a", "a", "b", "b"], "label": [0, 1, 1, 0]}
+    )
+    return X, data
+
+
+def test_aligned_index_refuses_z_in_the_task_order_of_long_format(tasks_and_labels):
+    X, data = tasks_and_labels
+    Z = long_to_matrix(data)  # rows in order of first appearance: t3, t1, t2
+    with pytest.raises(ValueError, match="same index labels in another order") as error:
+        check_aligned_index(X, Z)
+    assert "row 0 of X is 't1' but row 0 of Z is 't3'" in str(error.value)
+    assert "Z = Z.loc[X.index]" in str(error.value) and "tasks=X.index" in str(error.value)
+    check_aligned_index(X, Z.loc[X.index])
+    check_aligned_index(X, long_to_matrix(data, tasks=X.index))
+    check_aligned_index(X, Z.loc[X.index, "a"])  # a Series carries its index too
+    with pytest.raises(ValueError, match="another order"):
+        check_aligned_index(X, Z["a"])
+
+
+def test_aligned_index_refuses_other_labels(tasks_and_labels):
+    X, data = tasks_and_labels
+    Z = long_to_matrix(data).rename(index={"t2": "t9"})
+    with pytest.raises(
+        ValueError, match="different labels \\(X has 't2', not in Z; Z has 't9', not in X\\)"
+    ) as error:
+        check_aligned_index(X, Z)
+    assert "Z.reindex(X.index)" in str(error.value) and "reset_index(drop=True)" in str(error.value)
+    with pytest.raises(ValueError, match=r"\(X has 3, not in Z; Z has 10, not in X\)"):
+        check_aligned_index(X.set_axis([1, 2, 3]), Z.set_axis([1, 2, 10]))
+
+
+def _frame(values, index=None):
+    return pd.DataFrame({"a": values}, index=index)
+
+
+@pytest.mark.parametrize(
+    "X, Z",
+    [
+        (np.zeros((3, 1)), _frame([0, 1, 1], ["t3", "t1", "t2"])),
+        (_frame([0.1, 0.2, 0.3]), _frame([0, 1, 1], ["t3", "t1", "t2"])),
+        (_frame([0.1, 0.2, 0.3], ["t1", "t2", "t3"]), np.array([[0], [1], [1]])),
+        (_frame([0.1, 0.2, 0.3], ["t1", "t2", "t3"]), _frame([0, 1, 1])),
+        (_frame([0.1, 0.2], ["t1", "t2"]), _frame([0, 1, 1], [5, 6, 9])),
+    ],
+    ids=["numpy-X", "default-index-X", "numpy-Z", "default-index-Z", "other-length"],
+)
+def test_aligned_index_checks_only_two_carried_indexes_of_one_length(X, Z):
+    check_aligned_index(X, Z)
+
+
+def test_a_sliced_range_index_is_an_index():
+    X = pd.DataFrame({"x": np.arange(6.0)}).iloc[3:]
+    Z = pd.DataFrame({"a": [0, 1, 1, 0, 1, 0]}).iloc[[4, 3, 5]]
+    with pytest.raises(ValueError, match="another order"):
+        check_aligned_index(X, Z)
+    check_aligned_index(X, Z.sort_index())

@@ -8,7 +8,7 @@ majority-vote labels and an MLP on the gold labels (upper bound).
 
 Usage::
 
-    python benchmarks/music_genres.py --data ../shared/data/music_genres --seeds 10
+    SKANNOT_DATA=../shared/data python benchmarks/music_genres.py --seeds 10
 
 The table is printed and written to ``docs/benchmarks.md`` (``--out``).
 """
@@ -104,7 +104,11 @@ def table(results, seeds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/music_genres", help="folder with the three CSVs")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="folder with the three Music Genres CSVs (default: the data home, $SKANNOT_DATA)",
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to write ('' to skip)")
@@ -123,7 +127,7 @@ def main():
             "the annot-mix paper; test accuracy after the last epoch. All three methods use the "
             "same MLP (256, 128; batch norm, ReLU, dropout 0.5), RAdam, lr 0.01, cosine annealing, "
             "50 epochs, batch size 64; `AnnotMixClassifier` runs with its defaults.\n\n"
-            "Command: `python benchmarks/music_genres.py --data ../shared/data/music_genres "
+            "Command: `SKANNOT_DATA=../shared/data python benchmarks/music_genres.py "
             f"--seeds {args.seeds} --epochs {args.epochs}`\n\nMachine: {machine}.\n\n{text}\n\n"
             "Reference: the annot-mix paper reports 73.8 % (10 seeds); scikit-activeml 1.0.1 "
             "reached 73.0 ± 1.6 with its defaults and 74.3 ± 0.7 with paper-like settings "

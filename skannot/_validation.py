@@ -125,8 +125,11 @@ def _dataframe_labels(Z):
         values = Z.to_numpy()
         if values.dtype.kind in "iu":
             return values
-    integer_columns = [j for j, d in enumerate(dtypes) if pd.api.types.is_integer_dtype(d)]
-    if all(not Z.iloc[:, j].abs().max() > _EXACT_FLOAT_INTEGER for j in integer_columns):
+    integers = Z.select_dtypes("integer")
+    # Column extremes may come back as floats (NA for an empty column, which any() skips);
+    # rounding keeps every |label| >= 2**53 at or beyond the bound.
+    beyond = (integers.max() >= _EXACT_FLOAT_INTEGER).any() or (integers.min() <= -_EXACT_FLOAT_INTEGER).any()
+    if not beyond:
         return Z.to_numpy(dtype=float, na_value=np.nan)
     # Labels beyond 2**53 would merge as float64; Python ints keep them apart.
     return Z.to_numpy(dtype=object, na_value=None)
@@ -213,10 +216,16 @@ def _labels_from_objects(values, name):
 
 
 def _exact_integers(values, name):
-    integers = np.asarray(values.tolist())
-    if integers.dtype.kind not in "iu":
-        raise ValueError(f"{name} contains integer labels beyond the 64-bit range; use strings for such ids.")
-    return integers
+    integers = values.tolist()
+    for dtype in (np.int64, np.uint64):
+        try:
+            return np.array(integers, dtype=dtype)
+        except OverflowError:
+            pass
+    raise ValueError(
+        f"{name} contains integer labels that no 64-bit integer type holds together (beyond 2**64, "
+        "or negative ones next to ones beyond 2**63); use strings for such ids."
+    )
 
 
 def _observed_classes(values, name="Z"):

@@ -261,3 +261,22 @@ def test_a_sliced_range_index_is_an_index():
     with pytest.raises(ValueError, match="another order"):
         check_aligned_index(X, Z)
     check_aligned_index(X, Z.sort_index())
+
+
+def test_integer_labels_at_the_float_precision_bound_stay_apart():
+    Z = pd.DataFrame({"ann": pd.array([2**53, 2**53 + 1, pd.NA], dtype="Int64"), "bob": [np.nan, 1.0, 2.0]})
+    _, classes, _ = check_annotations(Z)
+    assert classes.tolist() == [1, 2, 2**53, 2**53 + 1]
+
+
+def test_an_empty_nullable_integer_column_takes_the_float_path():
+    Z = pd.DataFrame({"ann": pd.array([pd.NA, pd.NA], dtype="Int64"), "bob": [1.0, 2.0]})
+    annotations, classes, _ = check_annotations(Z)
+    np.testing.assert_array_equal(classes, [1, 2])
+    np.testing.assert_array_equal(annotations.annotators, [1, 1])
+
+
+@pytest.mark.parametrize("labels", [[2**70, 1], [-5, 2**63 + 1]])
+def test_integer_labels_beyond_64_bits_are_refused(labels):
+    with pytest.raises(ValueError, match="no 64-bit integer type holds together"):
+        check_annotations(np.array([labels], dtype=object))

@@ -31,7 +31,7 @@ Variants:
 
 Usage::
 
-    python benchmarks/ablation.py --data ../shared/data/music_genres --rounds 16 --epochs 8
+    SKANNOT_DATA=../shared/data python benchmarks/ablation.py --rounds 16 --epochs 8
 """
 
 from __future__ import annotations
@@ -94,7 +94,11 @@ VARIANTS = {
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/music_genres")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="folder with the three Music Genres CSVs (default: the data home, $SKANNOT_DATA)",
+    )
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))

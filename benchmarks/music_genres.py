@@ -9,8 +9,8 @@ figure, plus the same MLP on the gold labels (upper bound).
 
 Usage::
 
-    python benchmarks/music_genres.py --data ../shared/data/music_genres --seeds 10
-    python benchmarks/music_genres.py --methods annot_mix majority_vote --seeds 3 --out ''
+    SKANNOT_DATA=../shared/data python benchmarks/music_genres.py --seeds 10
+    SKANNOT_DATA=../shared/data python benchmarks/music_genres.py --methods annot_mix --seeds 3 --out ''
 
 The table is printed and written to ``docs/benchmarks.md`` (``--out``).
 """
@@ -143,7 +143,11 @@ def table(results, seeds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/music_genres", help="folder with the three CSVs")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="folder with the three Music Genres CSVs (default: the data home, $SKANNOT_DATA)",
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to write ('' to skip)")
@@ -171,7 +175,7 @@ def main():
             'the annot-mix paper\'s table (last epoch, 10 seeds); "reached" says whether ours is at '
             f"least that minus {TOLERANCE} points; the mean rank is over seeds, among the methods "
             "trained on crowd labels.\n\n"
-            f"Command: `python benchmarks/music_genres.py --data ../shared/data/music_genres "
+            "Command: `SKANNOT_DATA=../shared/data python benchmarks/music_genres.py "
             f"--seeds {args.seeds} --epochs {args.epochs}{methods_option}`\n\nMachine: {machine}; "
             f"the whole run took {total / 60:.1f} minutes.\n\n{text}\n\n"
             "Reference: scikit-activeml 1.0.1 "

@@ -32,7 +32,7 @@ its rows are skipped with a message.
 
 Usage::
 
-    python benchmarks/speed.py --data ../shared/data/music_genres
+    SKANNOT_DATA=../shared/data python benchmarks/speed.py
     python benchmarks/speed.py --quick            # small sizes, for development
     python benchmarks/speed.py --device cuda      # the GPU path
 """
@@ -557,7 +557,11 @@ def main():
         _child(sys.argv[i + 1], sys.argv[i + 2], sys.argv[sys.argv.index("--device") + 1])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/music_genres", help="Music Genres CSV folder")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="folder with the three Music Genres CSVs (default: the data home, $SKANNOT_DATA)",
+    )
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of " + ",".join(PARTS))
     parser.add_argument("--runs", type=int, default=5, help="alternating runs of the music part")
     parser.add_argument("--scaling-runs", type=int, default=3, help="alternating runs of the annotators part")

@@ -12,7 +12,6 @@
 # %%
 import os
 import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,14 +33,14 @@ if FAST:  # a few epochs cannot converge, and need not
 # %% [markdown]
 # ## The data
 #
-# `fetch_music_genres` downloads the original archive once into
-# `$SKANNOT_DATA` (or `~/skannot_data`) and checks it. A folder that already
-# holds the three CSV files, such as `../shared/data/music_genres` next to
-# this repository, is read directly.
+# `fetch_music_genres` downloads the original archive once into the data
+# home, `$SKANNOT_DATA` (or `~/skannot_data`), and checks it. A data home that
+# already holds the three CSV files, directly or in a `music_genres` folder, is
+# read without a download: `SKANNOT_DATA=../shared/data` uses a copy next to
+# this repository.
 
 # %%
-shared = Path("../shared/data/music_genres")
-data = fetch_music_genres(shared if shared.is_dir() else None)
+data = fetch_music_genres()
 X, Z, y_gold = data.data, data.annotations, data.target
 observed = Z >= 0
 print(f"{X.shape[0]} songs, {X.shape[1]} features, {Z.shape[1]} workers, {observed.sum()} labels")

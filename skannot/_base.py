@@ -29,7 +29,7 @@ from ._config import get_config
 from ._large_data import DatasetRows, read_crowd_dataset
 from ._nn import MLP
 from ._training import CrowdDataset, CrowdNet, PairBatchIterator, inference_chunks
-from ._validation import Annotations, check_annotations
+from ._validation import Annotations, check_aligned_index, check_annotations
 from .metrics import annotation_accuracy_score
 
 #: Prefixes of the nested parameters passed on to the components, skorch style.
@@ -366,6 +366,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, Dataset):
             X, annotations, classes, names = self._read_dataset(X, Z, reset=not warm)
         else:
+            check_aligned_index(X, Z)
             X = validate_data(self, X, dtype=np.float32, reset=not warm)
             annotations, classes, names = check_annotations(
                 Z, missing_label=self.missing_label, classes=self.classes, n_samples=len(X)

@@ -75,11 +75,22 @@ class Annotations:
 
 
 def _is_missing_scalar_nan(value):
-    return value is None or (isinstance(value, Real) and np.isnan(value))
+    """Whether ``missing_label`` is one of the values that are missing anyway (None, NaN, pandas.NA)."""
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def _check_missing_label(missing_label):
+    if not pd.api.types.is_scalar(missing_label):
+        raise ValueError(
+            f"missing_label={missing_label!r} must be a single value that marks a missing annotation "
+            "(a number, a string, None, NaN or pandas.NA); NaN, None and pandas.NA entries are missing "
+            "in any case."
+        )
 
 
 def _missing_mask(values, missing_label):
-    """Boolean mask of missing entries of a 2-D numpy array."""
+    """Boolean mask of missing entries of a numpy array."""
+    _check_missing_label(missing_label)
     if values.dtype.kind == "f":
         mask = np.isnan(values)
         if not _is_missing_scalar_nan(missing_label):
@@ -101,6 +112,29 @@ def _missing_mask(values, missing_label):
     return values == missing_label
 
 
+#: float64 holds every integer up to this magnitude exactly.
+_EXACT_FLOAT_INTEGER = 2**53
+
+
+def _dataframe_labels(Z):
+    """The labels of a DataFrame as a 2-D numpy array, integer labels kept exact."""
+    dtypes = list(Z.dtypes)
+    if not all(pd.api.types.is_numeric_dtype(d) and not pd.api.types.is_bool_dtype(d) for d in dtypes):
+        return Z.to_numpy(dtype=object)
+    if all(isinstance(d, np.dtype) and d.kind in "iu" for d in dtypes):
+        values = Z.to_numpy()
+        if values.dtype.kind in "iu":
+            return values
+    integers = Z.select_dtypes("integer")
+    # Column extremes may come back as floats (NA for an empty column, which any() skips);
+    # rounding keeps every |label| >= 2**53 at or beyond the bound.
+    beyond = (integers.max() >= _EXACT_FLOAT_INTEGER).any() or (integers.min() <= -_EXACT_FLOAT_INTEGER).any()
+    if not beyond:
+        return Z.to_numpy(dtype=float, na_value=np.nan)
+    # Labels beyond 2**53 would merge as float64; Python ints keep them apart.
+    return Z.to_numpy(dtype=object, na_value=None)
+
+
 def _as_label_array(Z):
     """Return ``Z`` as a 2-D numpy array plus annotator names (or None)."""
     names = None
@@ -108,39 +142,102 @@ def _as_label_array(Z):
         Z = Z.to_frame()
     if isinstance(Z, pd.DataFrame):
         names = np.asarray(Z.columns, dtype=object)
-        if all(
-            pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-            for dtype in Z.dtypes
-        ):
-            Z = Z.to_numpy(dtype=float, na_value=np.nan)
-        else:
-            Z = Z.to_numpy(dtype=object)
+        Z = _dataframe_labels(Z)
     else:
-        Z = np.asarray(Z)
+        try:
+            Z = np.asarray(Z)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"Z cannot be read as an annotation matrix ({exc}); pass an array, list of lists or "
+                "DataFrame of shape (n_samples, n_annotators) holding one label (or a missing value) "
+                "per entry, without lists or other containers as entries."
+            ) from exc
     if Z.ndim == 1:
         Z = Z.reshape(-1, 1)
     return Z, names
 
 
-def _observed_classes(values):
-    """Sorted unique observed labels, refusing mixed types and fractional floats."""
+def _label_kind(value):
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bytes):
+        return "bytes"
+    if isinstance(value, (Integral, Real)):
+        return "numeric"
+    return "other"
+
+
+def _labels_from_objects(values, name):
+    """An object array of labels as an array of strings, bools, ints or floats, refusing anything else."""
+    inferred = pd.api.types.infer_dtype(values, skipna=False)
+    if inferred == "empty":
+        return values.astype(float)
+    if inferred == "string":
+        return values.astype(str)
+    if inferred == "bytes":
+        return values.astype(bytes)
+    if inferred == "boolean":
+        return values.astype(bool)
+    if inferred == "integer":
+        return _exact_integers(values, name)
+    if inferred == "floating":
+        return values.astype(float)
+    if inferred == "mixed-integer-float":
+        floats = values.astype(float)
+        if np.all(np.isfinite(floats)) and np.all(floats == np.round(floats)):
+            # Integral floats next to ints beyond 2**53: convert the labels one by one, exactly.
+            return _exact_integers(np.array([int(v) for v in values], dtype=object), name)
+        return floats
+    kinds = {}
+    for value in values:
+        kinds.setdefault(_label_kind(value), value)
+    if "other" in kinds:
+        example = kinds["other"]
+        raise ValueError(
+            f"{name} contains a label of type {type(example).__name__} ({example!r}); labels must be "
+            "integers, strings or booleans, with None or NaN where a label is missing."
+        )
+    if "string" in kinds or "bytes" in kinds:
+        text = kinds.get("string", kinds.get("bytes"))
+        other = next(v for k, v in kinds.items() if k not in ("string", "bytes"))
+        raise ValueError(
+            f"{name} mixes string and numeric labels (such as {text!r} and {other!r}). Convert the "
+            "observed labels to one type and leave the missing entries as they are, e.g. for an "
+            "array: observed = ~pd.isna(Z) & (Z != missing_label); Z[observed] = "
+            "Z[observed].astype(str). (Z.astype(str) on the whole Z would turn None, NaN and -1 "
+            "into the classes 'None', 'nan' and '-1'.)"
+        )
+    raise ValueError(
+        f"{name} mixes boolean and numeric labels (such as {kinds['bool']!r} and {kinds['numeric']!r}); "
+        "use one type for all labels, e.g. 0 and 1 in place of False and True."
+    )
+
+
+def _exact_integers(values, name):
+    integers = values.tolist()
+    for dtype in (np.int64, np.uint64):
+        try:
+            return np.array(integers, dtype=dtype)
+        except OverflowError:
+            pass
+    raise ValueError(
+        f"{name} contains integer labels that no 64-bit integer type holds together (beyond 2**64, "
+        "or negative ones next to ones beyond 2**63); use strings for such ids."
+    )
+
+
+def _observed_classes(values, name="Z"):
+    """Observed labels as strings, bools or ints, refusing mixed types and fractional floats."""
     if values.dtype.kind == "O":
-        kinds = {"str" if isinstance(v, str) else "num" for v in values}
-        if len(kinds) > 1:
-            raise ValueError(
-                "Z mixes string and numeric labels; convert all labels to one type, "
-                "for example with Z.astype(str)."
-            )
-        if kinds == {"num"}:
-            values = values.astype(float)
-        else:
-            values = values.astype(str)
+        values = _labels_from_objects(values, name)
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)):
-            raise ValueError("Z contains infinite labels; mark missing labels with NaN.")
+            raise ValueError(f"{name} contains infinite labels; mark missing labels with NaN.")
         if np.any(values != np.round(values)):
             raise ValueError(
-                "Z contains non-integral float labels such as "
+                f"{name} contains non-integral float labels such as "
                 f"{values[values != np.round(values)][0].item()!r} (a continuous target?); class "
                 "labels must be integers or strings."
             )
@@ -157,12 +254,20 @@ def check_annotations(Z, *, missing_label=-1, classes=None, n_samples=None):
         Annotations; a 1-D array is a single annotator. In a scipy sparse
         matrix the *stored* entries are the labels (an explicitly stored 0 is
         the label 0), every entry not stored is missing, and stored missing
-        values are refused; it is never converted to a dense matrix.
-    missing_label : scalar, str, None or float("nan"), default=-1
+        values are refused; it is never converted to a dense matrix. Labels
+        are integers (kept exact, also beyond 2**53 in a DataFrame), integral
+        floats, strings or booleans (``classes_`` then stays boolean); one
+        type for all labels.
+    missing_label : scalar, str, None, float("nan") or pandas.NA, default=-1
         Value that marks a missing annotation. NaN, None and ``pandas.NA``
-        entries are treated as missing in float and object arrays in any case.
+        entries are treated as missing in float and object arrays in any
+        case; passing one of them means that only those are missing. String
+        labels that look like a missing entry turned into text (``'-1'`` for
+        the default, ``'nan'``, ``'None'``, ``'<NA>'``) are refused unless
+        ``classes`` lists them or ``missing_label`` names them.
     classes : array-like of shape (n_classes,), default=None
-        All class labels. If None, the sorted observed labels are used.
+        All class labels, of the labels' type and without missing values. If
+        None, the sorted observed labels are used.
     n_samples : int, default=None
         If given, the number of rows ``Z`` must have.
 
@@ -278,24 +383,11 @@ def annotations_from_coordinates(samples, annotators, values, *, shape, missing_
                 "(sample, annotator) pairs); keep one label per pair."
             )
     values = _observed_classes(values)
-
     if classes is None:
         classes_ = np.unique(values)
+        _refuse_missing_lookalikes(classes_, missing_label)
     else:
-        classes_ = np.asarray(classes)
-        if classes_.ndim != 1 or len(classes_) == 0:
-            raise ValueError("classes must be a non-empty 1-D array of class labels.")
-        if len(np.unique(classes_)) != len(classes_):
-            raise ValueError(f"classes contains duplicates: {classes_!r}.")
-        classes_ = np.sort(classes_)
-        if values.dtype.kind in "US" and classes_.dtype.kind not in "US":
-            raise ValueError("Z holds string labels but classes are not strings.")
-        unknown = np.setdiff1d(values, classes_)
-        if len(unknown):
-            raise ValueError(
-                f"Z contains labels {unknown[:5].tolist()} that are not in classes="
-                f"{classes_.tolist()}; add them to classes or mark them as missing."
-            )
+        classes_ = _check_classes(classes, values)
     if not _is_missing_scalar_nan(missing_label) and np.isin(missing_label, classes_).any():
         raise ValueError(
             f"missing_label={missing_label!r} is also a class label; choose a "
@@ -305,3 +397,140 @@ def annotations_from_coordinates(samples, annotators, values, *, shape, missing_
     indptr = np.zeros(n_samples + 1, dtype=np.int64)
     np.cumsum(np.bincount(samples, minlength=n_samples), out=indptr[1:])
     return Annotations(indptr, annotators, labels, n_annotators), classes_
+
+
+def _refuse_missing_lookalikes(classes_, missing_label):
+    """Refuse string classes such as '-1' or 'nan': missing entries turned into text."""
+    if classes_.dtype.kind != "U":
+        return
+    suspects = []
+    if isinstance(missing_label, Real) and not isinstance(missing_label, (bool, np.bool_)):
+        if not _is_missing_scalar_nan(missing_label):
+            suspects += [str(missing_label), str(float(missing_label))]
+    suspects += ["nan", "NaN", "None", "<NA>"]
+    found = [text for text, present in zip(suspects, np.isin(suspects, classes_)) if present]
+    if found:
+        raise ValueError(
+            f"Z holds {' and '.join(map(repr, found))} as string labels, which look like missing "
+            f"entries turned into text (e.g. by Z.astype(str)), while missing_label={missing_label!r}. "
+            f"If {found[0]!r} marks missing labels, pass missing_label={found[0]!r}; if the strings "
+            "came from a conversion, convert only the observed labels; if it is a real class, pass "
+            "classes=[...] listing every class."
+        )
+
+
+def _check_classes(classes, values):
+    """``classes`` as a sorted array of labels of the same type as the observed ``values``."""
+    classes_ = np.asarray(classes)
+    if classes_.ndim != 1 or len(classes_) == 0:
+        raise ValueError("classes must be a non-empty 1-D array of class labels.")
+    if classes_.dtype.kind in "fO" and pd.isna(classes_).any():
+        raise ValueError(
+            f"classes={classes_.tolist()} contains a missing value; list the class labels only "
+            "(missing entries of Z are marked by missing_label, NaN or None)."
+        )
+    if classes_.dtype.kind == "O":
+        classes_ = _observed_classes(classes_, name="classes")
+    elif classes_.dtype.kind not in "iufUSb":
+        raise ValueError(
+            f"classes has dtype {classes_.dtype}; class labels must be integers, strings or booleans."
+        )
+    if len(np.unique(classes_)) != len(classes_):
+        raise ValueError(f"classes contains duplicates: {classes_!r}.")
+    classes_ = np.sort(classes_)
+    is_text = values.dtype.kind in "US"
+    if is_text != (classes_.dtype.kind in "US"):
+        raise ValueError(
+            f"Z holds {'string' if is_text else 'numeric'} labels but classes are "
+            f"{'numeric' if is_text else 'strings'}, so the labels are not in classes="
+            f"{classes_.tolist()}; give classes of the labels' type."
+        )
+    unknown = np.setdiff1d(values, classes_)
+    if len(unknown):
+        raise ValueError(
+            f"Z contains labels {unknown[:5].tolist()} that are not in classes="
+            f"{classes_.tolist()}; add them to classes or mark them as missing."
+        )
+    return classes_
+
+
+def _carried_index(data):
+    """The index of a pandas object, or None for other input or a default ``RangeIndex``."""
+    if not isinstance(data, (pd.DataFrame, pd.Series)):
+        return None
+    index = data.index
+    # A default 0..n-1 index says nothing beyond the position (numpy-built data gets one).
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return None
+    return index
+
+
+def _plain(value):
+    """A numpy scalar as the Python value, so that messages show ``3``, not ``np.int64(3)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_aligned_index(X, Z):
+    """Refuse a DataFrame ``X`` and ``Z`` whose indexes would pair the wrong rows.
+
+    ``fit`` pairs row ``i`` of ``X`` with row ``i`` of ``Z``, by position. When
+    both are pandas objects carrying an index and the two indexes differ,
+    that pairing gives samples another sample's annotations without a word:
+    :func:`skannot.annotations.long_to_matrix`, for example, orders the tasks
+    by first appearance, which is rarely the row order of ``X``. So a
+    difference, be it the same labels in another order or other labels, is
+    an error that says how to align them. Nothing is checked when either
+    side is not a pandas object or has a default ``RangeIndex``
+    (0, 1, ..., n - 1), which stands for the position, or when the lengths
+    differ (the row-count check reports that).
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_samples, n_features)
+        Instances.
+    Z : array-like, DataFrame or Series of shape (n_samples, n_annotators) or (n_samples,)
+        Annotations.
+
+    Raises
+    ------
+    ValueError
+        If both carry an index and the indexes differ.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skannot._validation import check_aligned_index
+    >>> X = pd.DataFrame({"x": [0.1, 0.2]}, index=["t1", "t2"])
+    >>> Z = pd.DataFrame({"ann": [1, 0]}, index=["t2", "t1"])
+    >>> check_aligned_index(X, Z.loc[X.index])
+    >>> check_aligned_index(X, Z)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X and Z hold the same index labels in another order (row 0 of X is 't1' ...
+    """
+    x_index, z_index = _carried_index(X), _carried_index(Z)
+    if x_index is None or z_index is None or len(x_index) != len(z_index) or x_index.equals(z_index):
+        return
+    row = next((i for i, (x, z) in enumerate(zip(x_index, z_index)) if x != z), None)
+    if row is None:  # equal labels, held in indexes of other dtypes
+        return
+    if x_index.isin(z_index).all() and z_index.isin(x_index).all():
+        raise ValueError(
+            f"X and Z hold the same index labels in another order (row {row} of X is "
+            f"{_plain(x_index[row])!r} but row {row} of Z is {_plain(z_index[row])!r}); fit "
+            "pairs their rows by position, so samples would get another sample's annotations. "
+            "Align Z with X first: Z = Z.loc[X.index], or build it with "
+            "long_to_matrix(..., tasks=X.index)."
+        )
+    examples = [
+        f"{name} has {_plain(own[~own.isin(other)][0])!r}, not in {other_name}"
+        for name, own, other_name, other in (("X", x_index, "Z", z_index), ("Z", z_index, "X", x_index))
+        if not own.isin(other).all()
+    ]
+    example = "; ".join(examples)
+    raise ValueError(
+        f"The indexes of X and Z hold different labels ({example}); fit pairs their rows by "
+        "position, so samples may get another sample's annotations. Align Z with X first: "
+        "Z = Z.reindex(X.index) (a row of NaN for each sample nobody labelled), or, if the rows "
+        "do pair by position, drop both indexes with reset_index(drop=True)."
+    )

@@ -86,7 +86,10 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
     tasks : array-like of shape (n_samples,), default=None
         Row order of the result, e.g. ``X.index`` to align ``Z`` with the
         instances; tasks nobody labelled get a row of NaN. By default the
-        tasks in order of first appearance.
+        tasks in order of first appearance in ``data``, which is rarely the
+        row order of ``X``: ``fit`` pairs the rows of ``X`` and ``Z`` by
+        position, so pass ``tasks=X.index`` (or align afterwards with
+        ``Z.reindex(X.index)``) whenever ``X`` is indexed by task.
     workers : array-like of shape (n_annotators,), default=None
         Column order of the result; workers without labels get a column of
         NaN. By default the workers in order of first appearance.
@@ -95,8 +98,11 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
     -------
     Z : DataFrame of shape (n_samples, n_annotators)
         Indexed by task, one column per worker, NaN where a worker did not
-        label a task. Pass it to ``fit`` as is: the workers become the
-        estimator's ``annotator_names_``.
+        label a task. Labels keep their type: integer labels become floats
+        next to the NaN (exact up to 2**53; beyond that they are kept in a
+        nullable integer column), bools stay bools. Pass it to ``fit`` as
+        is: the workers become the estimator's ``annotator_names_``. Its
+        rows follow ``tasks``; see there for aligning them with ``X``.
 
     Raises
     ------
@@ -134,6 +140,11 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
         )
     row_index = _axis(data[task], tasks, "tasks")
     col_index = _axis(data[worker], workers, "workers")
+    labels = data[label]
+    if isinstance(labels.dtype, np.dtype) and labels.dtype.kind in "iu" and len(labels):
+        if labels.abs().max() > 2**53:
+            # The NaN of the pivot would turn these into float64, which merges neighbouring ids.
+            data = data.astype({label: "UInt64" if labels.dtype.kind == "u" else "Int64"})
     Z = data.pivot(index=task, columns=worker, values=label).reindex(index=row_index, columns=col_index)
     Z.index.name, Z.columns.name = task, worker
     return Z

@@ -14,7 +14,11 @@ annotators without any label in the data scored, do not count.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
+from sklearn.exceptions import DataConversionWarning
 
 from ._validation import check_annotations
 
@@ -31,16 +35,26 @@ def annotation_accuracy_score(Z, y_pred, *, missing_label=-1, sample_weight=None
     Z : array-like or DataFrame of shape (n_samples, n_annotators) or (n_samples,)
         Annotations, ``missing_label`` (or NaN/None) where missing.
     y_pred : array-like of shape (n_samples,)
-        Predicted class labels.
+        Predicted class labels, of the annotations' type (strings for
+        string labels, numbers otherwise). A column vector of shape
+        (n_samples, 1) is raveled with a ``DataConversionWarning``.
     missing_label : scalar, str or None, default=-1
         Marks a missing annotation.
     sample_weight : array-like of shape (n_samples,), default=None
-        Weight of every label of sample ``i``.
+        Weight of every label of sample ``i``; finite, non-negative, and
+        positive for at least one sample with a label.
 
     Returns
     -------
     score : float
         Weighted agreement in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``y_pred`` is not one label per row of ``Z``, its labels are of
+        another type than the annotations (strings against numbers), or
+        ``sample_weight`` is not one valid weight per row of ``Z``.
 
     Examples
     --------
@@ -49,12 +63,89 @@ def annotation_accuracy_score(Z, y_pred, *, missing_label=-1, sample_weight=None
     >>> annotation_accuracy_score(Z, [0, 1, 1])
     0.8
     """
-    y_pred = np.asarray(y_pred)
-    annotations, classes, _ = check_annotations(Z, missing_label=missing_label, n_samples=len(y_pred))
+    y_pred = _check_predictions(y_pred)
+    annotations, classes, _ = check_annotations(Z, missing_label=missing_label)
+    if len(y_pred) != annotations.n_samples:
+        raise ValueError(
+            f"y_pred has {len(y_pred)} predictions but Z has {annotations.n_samples} rows; y_pred[i] "
+            "must be the predicted label of the sample of row i of Z."
+        )
+    _check_label_types(y_pred, classes)
     samples = annotations.samples
     agree = classes[annotations.labels] == y_pred[samples]
-    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[samples]
-    return float(np.average(agree, weights=weights))
+    return float(np.average(agree, weights=_label_weights(sample_weight, annotations)))
+
+
+def _check_predictions(y_pred):
+    """``y_pred`` as a 1-D array, raveling a column vector with a warning as scikit-learn does."""
+    try:
+        y_pred = np.asarray(y_pred)
+    except ValueError as exc:
+        raise ValueError(f"y_pred cannot be read as a 1-D array of labels ({exc}).") from exc
+    if y_pred.ndim == 2 and y_pred.shape[1] == 1:
+        warnings.warn(
+            "y_pred is a column vector of shape (n_samples, 1) where a 1-D array of shape "
+            "(n_samples,) was expected; it is raveled. Pass y_pred.ravel() to avoid this warning.",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        y_pred = y_pred.ravel()
+    if y_pred.ndim != 1:
+        raise ValueError(
+            f"y_pred must be 1-D of shape (n_samples,), one predicted label per row of Z; got shape "
+            f"{y_pred.shape}."
+        )
+    return y_pred
+
+
+def _label_type(values):
+    """'string', 'numeric' or 'mixed' for an array of labels."""
+    if values.dtype.kind in "US":
+        return "string"
+    if values.dtype.kind != "O":
+        return "numeric"
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred in ("string", "bytes"):
+        return "string"
+    if inferred in ("mixed", "mixed-integer"):
+        return "mixed"
+    return "numeric"
+
+
+def _check_label_types(y_pred, classes):
+    """Refuse predictions that cannot equal any annotation: strings against numbers or the reverse."""
+    predicted, annotated = _label_type(y_pred), _label_type(classes)
+    if predicted != annotated:
+        raise ValueError(
+            f"Mix of label input types: y_pred holds {predicted} labels but Z holds {annotated} "
+            "labels, so no prediction can agree with an annotation; predict labels of the "
+            "annotations' type (e.g. fit the classifier on the same kind of labels as Z)."
+        )
+
+
+def _label_weights(sample_weight, annotations):
+    """The weight of each observed label, from one weight per sample; None without weights."""
+    if sample_weight is None:
+        return None
+    try:
+        sample_weight = np.asarray(sample_weight, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be an array of numbers ({exc}).") from exc
+    if sample_weight.shape != (annotations.n_samples,):
+        raise ValueError(
+            f"sample_weight has shape {sample_weight.shape} but Z has {annotations.n_samples} rows; "
+            "pass one weight per sample (row of Z)."
+        )
+    if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+        raise ValueError("sample_weight must hold finite, non-negative weights.")
+    weights = sample_weight[annotations.samples]
+    if not weights.sum() > 0:
+        raise ValueError(
+            "sample_weight gives every observed label a weight of 0 (the weights of all samples "
+            "with a label are 0), so there is nothing to average; give at least one labelled "
+            "sample a positive weight."
+        )
+    return weights
 
 
 def _final_estimator(estimator):
@@ -118,7 +209,8 @@ def annotation_log_likelihood_scorer(estimator, X, Z, *, sample_weight=None):
         Held-out annotations with the fitted estimator's annotator columns;
         ``missing_label`` (or NaN/None) where missing.
     sample_weight : array-like of shape (n_samples,), default=None
-        Weight of every label of sample ``i``.
+        Weight of every label of sample ``i``; as in
+        :func:`annotation_accuracy_score`.
 
     Returns
     -------
@@ -159,6 +251,6 @@ def annotation_log_likelihood_scorer(estimator, X, Z, *, sample_weight=None):
             f"Z has {annotations.n_annotators} annotator columns but the estimator was fitted "
             f"with {final.n_annotators_}; score held-out rows of the same annotation matrix."
         )
+    weights = _label_weights(sample_weight, annotations)
     log_likelihood = final._annotation_log_likelihood(X, annotations)
-    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[annotations.samples]
     return float(np.average(log_likelihood, weights=weights))

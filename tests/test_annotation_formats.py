@@ -5,6 +5,7 @@ from scipy.sparse import csr_matrix
 
 from skannot import AnnotMixClassifier
 from skannot._testing import small_settings
+from skannot._validation import check_annotations
 from skannot.annotations import long_to_matrix, majority_vote, matrix_to_long
 
 FAST = small_settings(AnnotMixClassifier)
@@ -119,3 +120,21 @@ def test_every_annotation_format_trains_the_same_model(crowd_data):
 def test_majority_vote_of_a_sparse_matrix_without_labels_marks_every_sample_missing():
     y = majority_vote(csr_matrix((3, 2), dtype=np.int64))
     np.testing.assert_array_equal(y, [-1, -1, -1])
+
+
+def test_bool_labels_from_long_format_stay_bools():
+    data = pd.DataFrame({"task": [1, 1, 2], "worker": ["a", "b", "a"], "label": [True, False, True]})
+    Z = long_to_matrix(data)
+    _, classes, _ = check_annotations(Z)
+    assert classes.dtype == bool
+    np.testing.assert_array_equal(classes, [False, True])
+    assert matrix_to_long(Z)["label"].tolist() == [True, False, True]
+
+
+def test_integer_ids_beyond_float_precision_survive_the_matrix():
+    labels = [2**60, 2**60 + 1, 2**60 + 2, 2**60]
+    data = pd.DataFrame({"task": [1, 1, 2, 3], "worker": ["a", "b", "a", "b"], "label": labels})
+    Z = long_to_matrix(data)
+    _, classes, _ = check_annotations(Z)
+    assert classes.tolist() == sorted(set(labels))
+    assert matrix_to_long(Z)["label"].tolist() == labels

@@ -163,3 +163,13 @@ def test_plain_and_fast_paths_train_the_same_kind_of_model(cls, data):
     fast = small(cls, random_state=0, max_epochs=20).fit(X, Z)
     assert fast.fast_paths_ == frozenset(skannot.FAST_PATHS)
     assert abs(np.mean(plain.predict(X) == y) - np.mean(fast.predict(X) == y)) < 0.1
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_fit_refuses_dataframes_whose_indexes_pair_the_wrong_rows(cls, data):
+    X, _, Z = data
+    X_frame = pd.DataFrame(X, index=[f"t{i}" for i in range(len(X))])
+    Z_frame = pd.DataFrame(Z, index=X_frame.index[::-1])
+    with pytest.raises(ValueError, match="index"):
+        small(cls).fit(X_frame, Z_frame)
+    small(cls).fit(X_frame, Z_frame.loc[X_frame.index])

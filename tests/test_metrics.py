@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
+from sklearn.exceptions import DataConversionWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -109,3 +110,66 @@ def test_log_likelihood_needs_an_annotator_model(split_data):
     dummy = DummyClassifier().fit(X, Z[:, 0])
     with pytest.raises(TypeError, match="annotation_accuracy_scorer"):
         annotation_log_likelihood_scorer(dummy, X, Z)
+
+
+def test_accuracy_score_ravels_a_column_vector_with_a_warning():
+    Z = np.array([[0, 1], [1, -1], [1, 1]])
+    with pytest.warns(DataConversionWarning, match="column vector"):
+        assert annotation_accuracy_score(Z, np.array([[0], [1], [1]])) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    "y_pred, message",
+    [
+        (np.zeros((3, 2), dtype=int), r"y_pred must be 1-D .* got shape \(3, 2\)"),
+        ([0, 1], "y_pred has 2 predictions but Z has 3 rows"),
+        ([0, 1, 1, 0], "y_pred has 4 predictions but Z has 3 rows"),
+        (["0", "1", "1"], "Mix of label input types: y_pred holds string labels but Z holds numeric"),
+        (np.array([0, "1", 1], dtype=object), "y_pred holds mixed labels"),
+    ],
+)
+def test_accuracy_score_refuses_predictions_that_do_not_fit_z(y_pred, message):
+    with pytest.raises(ValueError, match=message):
+        annotation_accuracy_score([[0, 1], [1, -1], [1, 1]], y_pred)
+
+
+def test_accuracy_score_refuses_numeric_predictions_for_string_labels():
+    with pytest.raises(ValueError, match="y_pred holds numeric labels but Z holds string labels"):
+        annotation_accuracy_score([["a", "b"], ["b", "b"]], [0, 1])
+
+
+@pytest.mark.parametrize(
+    "sample_weight, message",
+    [
+        ([1, 1, 1, 1], r"sample_weight has shape \(4,\) but Z has 3 rows"),
+        ([1, 1], r"sample_weight has shape \(2,\) but Z has 3 rows"),
+        ([[1, 1, 1]], r"sample_weight has shape \(1, 3\)"),
+        ([1, np.nan, 1], "finite, non-negative"),
+        ([1, -1, 1], "finite, non-negative"),
+        ([0, 0, 0], "gives every observed label a weight of 0"),
+        ([0, 0, 0, 1], r"shape \(4,\)"),
+        (["a", 1, 1], "sample_weight must be an array of numbers"),
+    ],
+)
+def test_accuracy_score_refuses_bad_sample_weights(sample_weight, message):
+    with pytest.raises(ValueError, match=message):
+        annotation_accuracy_score([[0, 1], [1, -1], [1, 1]], [0, 1, 1], sample_weight=sample_weight)
+
+
+def test_weights_only_on_unlabelled_samples_are_refused():
+    with pytest.raises(ValueError, match="weight of 0"):
+        annotation_accuracy_score([[0, 1], [-1, -1], [1, 1]], [0, 1, 1], sample_weight=[0, 5, 0])
+
+
+def test_score_and_scorers_refuse_zero_weights(split_data):
+    clf, X, Z = split_data
+    zero = np.zeros(len(X))
+    for score in (
+        lambda: clf.score(X, Z, sample_weight=zero),
+        lambda: annotation_accuracy_scorer(clf, X, Z, sample_weight=zero),
+        lambda: annotation_log_likelihood_scorer(clf, X, Z, sample_weight=zero),
+    ):
+        with pytest.raises(ValueError, match="weight of 0"):
+            score()
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        annotation_log_likelihood_scorer(clf, X, Z, sample_weight=np.ones(len(X) + 1))

@@ -7,6 +7,7 @@ rows already covered elsewhere point to their tests in that table.
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import sparse
@@ -286,3 +287,45 @@ def test_extreme_eta_keeps_outputs_finite_and_normalised(n_classes, closeness):
     for proba in (clf.predict_proba(X), clf.predict_annotator_proba(X[:20]), clf.annotator_confusion_):
         assert np.isfinite(proba).all()
         np.testing.assert_allclose(proba.sum(-1), 1, rtol=1e-4)
+
+
+# -- label types and markers that fit keeps (second round of adversarial testing) --
+
+
+def _labels_as(Z, labels, missing):
+    """Z with class c replaced by labels[c] and the missing entries by ``missing``, as objects."""
+    out = np.array(labels, dtype=object)[np.where(Z >= 0, Z, 0)]
+    out[Z < 0] = missing
+    return out
+
+
+@pytest.mark.parametrize(
+    "make, params, expected",
+    [
+        (lambda Z: _labels_as(Z, [False, True, True], None), {}, np.array([False, True])),
+        (
+            lambda Z: pd.DataFrame(_labels_as(Z, [2**60, 2**60 + 1, 2**60 + 2], pd.NA)).astype("Int64"),
+            {},
+            np.array([2**60, 2**60 + 1, 2**60 + 2]),
+        ),
+        (
+            lambda Z: _labels_as(Z, ["a", "b", "c"], pd.NA),
+            {"missing_label": pd.NA},
+            np.array(["a", "b", "c"]),
+        ),
+        (lambda Z: _labels_as(Z, ["a", "b", "c"], "-1"), {"missing_label": "-1"}, np.array(["a", "b", "c"])),
+    ],
+    ids=["bool-with-None", "Int64-beyond-2**53", "missing_label=pd.NA", "missing_label='-1'"],
+)
+def test_label_types_survive_fit(make, params, expected, small):
+    X, Z = small
+    clf = AnnotMixClassifier(**TINY, **params).fit(X, make(np.where(Z >= 0, Z % 3, -1)))
+    assert clf.classes_.dtype == expected.dtype
+    np.testing.assert_array_equal(clf.classes_, expected)
+    assert set(clf.predict(X).tolist()) <= set(expected.tolist())
+
+
+def test_string_missing_marker_is_refused_by_fit(small):
+    X, Z = small
+    with pytest.raises(ValueError, match="pass missing_label='-1'"):
+        AnnotMixClassifier(**TINY).fit(X, Z.astype(str))

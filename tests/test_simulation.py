@@ -140,3 +140,31 @@ def test_invalid_arguments_say_what_is_allowed(kwargs, match):
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="X has 3 samples but y has 4"):
         simulate_annotators(np.zeros((3, 1)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("missing_label", [0, 2, np.int64(1)])
+def test_a_missing_label_that_is_a_class_is_refused(missing_label):
+    with pytest.raises(ValueError, match=f"missing_label={missing_label} is also a class"):
+        simulate_annotators(np.zeros((4, 1)), [0, 1, 2, 0], n_annotators=3, missing_label=missing_label)
+
+
+@pytest.mark.parametrize("missing_label", [np.nan, None, "x", True, 1.0])
+def test_a_missing_label_that_is_not_an_int_is_refused(missing_label):
+    with pytest.raises(ValueError, match="must be an int outside"):
+        simulate_annotators(np.zeros((4, 1)), [0, 1, 2, 0], n_annotators=3, missing_label=missing_label)
+
+
+def test_a_missing_label_outside_the_classes_marks_the_missing_entries():
+    y = np.array([0, 1, 2, 0])
+    Z, _ = simulate_annotators(np.zeros((4, 1)), y, n_annotators=3, labels_per_sample=2, missing_label=3)
+    assert (Z == 3).sum() == 4 and set(np.unique(Z[Z != 3])) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_instance_annotators_refuse_non_finite_features(bad):
+    X = np.arange(8, dtype=float).reshape(4, 2)
+    X[1, 0] = bad
+    with pytest.raises(ValueError, match="X contains NaN or infinite values"):
+        simulate_annotators(X, [0, 1, 0, 1], n_annotators=2, labels_per_sample=1, kinds="instance")
+    # class-dependent annotators never read X
+    simulate_annotators(X, [0, 1, 0, 1], n_annotators=2, labels_per_sample=1, kinds="class")

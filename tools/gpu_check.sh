@@ -7,7 +7,7 @@
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl skorch==1.4.0
-#   mkdir -p .gpu_data && cp -r ../shared/data/music_genres .gpu_data/
+#   mkdir -p .gpu_data && cp -r ../shared/data/music_genres .gpu_data/   # a data home for SKANNOT_DATA
 #
 # then run `bash tools/gpu_check.sh` there with carry [".whl", ".gpu_data"] and a
 # timeout of about 540 s. Everything it prints also lands in $OUT (or ./gpu_check_out):
@@ -43,7 +43,7 @@ timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/tes
     tee "$out/tests.txt" || status=1
 
 # The speed benchmark on the device: Music Genres (paper settings) and the annotator scaling.
-timeout 240 python3 benchmarks/speed.py --device "$device" --threads 0 --data .gpu_data/music_genres \
+SKANNOT_DATA=.gpu_data timeout 240 python3 benchmarks/speed.py --device "$device" --threads 0 \
     --parts music,annotators --runs 3 --scaling-runs 1 2>&1 | tee "$out/speed.txt" || status=1
 
 echo "gpu_check finished with status $status"

@@ -16,6 +16,8 @@ from sklearn.utils import Bunch
 
 ARCHIVE_URL = "http://fprodrigues.com/mturk-datasets.tar.gz"
 ARCHIVE_FOLDER = "music_genre_classification"
+#: The data set's own folder in a data home shared by several data sets.
+DATASET_FOLDER = "music_genres"
 #: SHA-256 of the three CSV files of the archive's ``music_genre_classification/`` folder.
 CHECKSUMS = {
     "music_genre_gold.csv": "28cd73e9bf555e5847de0b0fc4c4998264d4a272d657c452edf2c93c206bda64",
@@ -54,8 +56,8 @@ def _sha256(path):
 
 
 def _find_csv_folder(data_home):
-    """The folder holding the three CSVs: ``data_home`` itself or its ``music_genre_classification``."""
-    for folder in (data_home, data_home / ARCHIVE_FOLDER):
+    """The folder holding the three CSVs: ``data_home``, its ``music_genres`` or its archive folder."""
+    for folder in (data_home, data_home / DATASET_FOLDER, data_home / ARCHIVE_FOLDER):
         if all((folder / name).is_file() for name in CHECKSUMS):
             return folder
     return None
@@ -99,8 +101,9 @@ def fetch_music_genres(data_home=None, *, download_if_missing=True, return_X_y=F
     per song) and 300 test songs with gold labels; 124 Marsyas audio
     features; 10 genres [1]_. The original archive is downloaded on first use
     and its three CSV files verified against SHA-256 checksums. A
-    ``data_home`` that already holds the three CSVs (directly or in a
-    ``music_genre_classification`` folder) is used without any download.
+    ``data_home`` that already holds the three CSVs (directly, or in a
+    ``music_genres`` or ``music_genre_classification`` folder) is used
+    without any download.
 
     Parameters
     ----------
@@ -137,8 +140,9 @@ def fetch_music_genres(data_home=None, *, download_if_missing=True, return_X_y=F
     if folder is None:
         if not download_if_missing:
             raise OSError(
-                f"Music Genres files not found in {data_home} and download_if_missing=False; "
-                f"put {sorted(CHECKSUMS)} there or allow the download."
+                f"Music Genres files not found in {data_home} (nor in its {DATASET_FOLDER} or "
+                f"{ARCHIVE_FOLDER} folder) and download_if_missing=False; put {sorted(CHECKSUMS)} "
+                "there, point SKANNOT_DATA at a folder that holds them, or allow the download."
             )
         folder = _download(data_home, url)
     gold = pd.read_csv(folder / "music_genre_gold.csv")

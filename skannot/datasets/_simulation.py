@@ -53,7 +53,8 @@ def simulate_annotators(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        Instances; their features are only read for ``"instance"`` annotators.
+        Instances; their features are only read for ``"instance"`` annotators,
+        which need them finite.
     y : array-like of shape (n_samples,)
         True class indices in ``[0, n_classes)``.
     n_annotators : int, default=10
@@ -74,7 +75,7 @@ def simulate_annotators(
     n_regions : int, default=4
         Number of feature-space regions for ``"instance"`` annotators.
     missing_label : int, default=-1
-        Value of missing entries.
+        Value of missing entries; not a class, so outside ``[0, n_classes)``.
     random_state : int, RandomState instance or None, default=None
         Seeds every draw: an int gives the same annotators and labels.
 
@@ -270,6 +271,12 @@ def _check_kinds(kinds, n_annotators):
 def _regions(X, n_regions, rng):
     """Voronoi cell of each sample around ``n_regions`` random samples, in standardised feature space."""
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    if not np.all(np.isfinite(X)):
+        raise ValueError(
+            "X contains NaN or infinite values; 'instance' annotators are experts in regions of the "
+            "feature space and need finite features to place the samples. Impute X first (e.g. "
+            "with sklearn.impute.SimpleImputer) or drop those samples."
+        )
     scale = X.std(axis=0)
     X = (X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     anchors = X[rng.choice(len(X), size=min(n_regions, len(X)), replace=False)]
@@ -302,6 +309,14 @@ def _simulate(
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"y must hold class indices in [0, n_classes={n_classes}).")
+    if not isinstance(missing_label, Integral) or isinstance(missing_label, (bool, np.bool_)):
+        raise ValueError(f"missing_label={missing_label!r} must be an int outside [0, n_classes), e.g. -1.")
+    if 0 <= missing_label < n_classes:
+        raise ValueError(
+            f"missing_label={missing_label} is also a class (classes are 0, ..., {n_classes - 1}), so Z "
+            "could not tell a missing label from that class; choose a value outside "
+            f"[0, {n_classes}), e.g. -1."
+        )
     low, high = _check_range(accuracy, "accuracy", 0, 1, False)
     kinds = _check_kinds(kinds, n_annotators)
     if not isinstance(n_regions, Integral) or n_regions < 1:

@@ -82,12 +82,14 @@ class SharedOrderPairBatchIterator(PairBatchIterator):
     batch_size : int
         Instances per batch, over all processes together.
     shuffle : bool, default=False
+    generator : torch.Generator, optional
+        CPU generator of the orders.
     accelerator : accelerate.Accelerator
         Gives ``num_processes`` and the device to broadcast on.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False, *, accelerator):
-        super().__init__(dataset, batch_size, shuffle=shuffle)
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None, *, accelerator):
+        super().__init__(dataset, batch_size, shuffle=shuffle, generator=generator)
         self.accelerator = accelerator
 
     def _order(self):
@@ -136,7 +138,8 @@ class ShardedDropout(Dropout):
         if self.p == 1:
             return x * 0
         offset, total = self.shard
-        mask = keep_mask((total, *x.shape[1:]), self.p, x.device, 1 / (1 - self.p))[offset : offset + len(x)]
+        whole = keep_mask((total, *x.shape[1:]), self.p, x.device, 1 / (1 - self.p), self.generator)
+        mask = whole[offset : offset + len(x)]
         return x * mask.to(x.dtype)
 
 
@@ -232,6 +235,14 @@ class AcceleratedAnnotMixNet(AccelerateMixin, CrowdNet):
     a :class:`_PairStep` around it instead (see there) and leaves ``module_``
     as the plain module that prediction uses.
     """
+
+    def _generator_device(self):
+        return self.accelerator.device
+
+    def initialize(self):
+        # The mixin's initialize does not call the plain net's.
+        super().initialize()
+        return self._initialize_generators()
 
     def _initialize_accelerator(self):
         if self._wrapped_with_accelerator:
@@ -467,8 +478,8 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             )
         return seed
 
-    def _build_net(self, module, device):
-        plain = super()._build_net(module, device)
+    def _build_net(self, module, device, seed):
+        plain = super()._build_net(module, device, seed)
         # DDP averages dense gradients only (NCCL has no sparse all-reduce): the "auto"
         # choice of sparse annotator updates falls back to dense ones.
         module.annotator_embedding.sparse = False

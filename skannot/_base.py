@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -27,9 +28,11 @@ from torch.utils.data import Dataset
 
 from ._config import get_config
 from ._large_data import DatasetRows, read_crowd_dataset
-from ._nn import MLP
+from ._nn import MLP, Dropout
+from ._random import initialize_, seeded_build
 from ._training import CrowdDataset, CrowdNet, PairBatchIterator, inference_chunks
 from ._validation import Annotations, check_aligned_index, check_annotations
+from .exceptions import TrainingDivergedError
 from .metrics import annotation_accuracy_score
 
 #: Prefixes of the nested parameters passed on to the components, skorch style.
@@ -90,8 +93,9 @@ SHARED_PARAMETERS = """\
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU if present).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and mixup, so that
-        an int gives reproducible fits on the CPU. The global torch random
-        state is restored after ``fit``.
+        an int gives reproducible fits on the CPU, also in threads. A fit
+        draws from its own generators, not from torch's global one (see
+        ``docs/reliability.md``, "Randomness and threads").
     verbose : int, default=0
         ``> 0`` prints the training loss per epoch and a progress bar.
     warm_start : bool, default=False
@@ -414,25 +418,47 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             else:
                 # Index only when some rows lack labels: X[labelled] would copy all of X.
                 X_train = X if len(labelled) == len(X) else X[labelled]
-                features = torch.from_numpy(np.ascontiguousarray(X_train))
+                features = _as_tensor(np.ascontiguousarray(X_train))
             dataset = CrowdDataset(features, self._training_annotations(train, n_classes))
             seed = self._fit_seed()
-            cuda_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=cuda_devices):
-                torch.manual_seed(seed)
-                # A warm start wraps the fitted module in a new net, so the current
-                # training settings apply.
-                module = self.net_.module_ if warm else self._build_module(X, n_classes)
-                _use_fast_paths(module, self.fast_paths_)
-                self.net_ = self._build_net(module, device)
-                self.net_.initialize()
-                self.net_.partial_fit(dataset)
+            # A warm start wraps the fitted module in a new net, so the current
+            # training settings apply.
+            module = self.net_.module_ if warm else self._build_module(X, n_classes, seed)
+            Dropout.convert(module)
+            _use_fast_paths(module, self.fast_paths_)
+            self.net_ = self._build_net(module, device, seed)
+            self.net_.initialize()
+            self._check_callback_names()
+            self.net_.partial_fit(dataset)
             self.history_ = self.net_.history
+            self._check_finite_weights()
             self._summarise_annotators(dataset.X, train)
         except BaseException:
             self._forget_fit()
             raise
         return self
+
+    def _check_callback_names(self):
+        """Refuse ``callbacks__NAME__...`` parameters that name no callback of the net."""
+        names = {name for name, _ in self.net_.callbacks_}
+        unknown = sorted(
+            {key.split("__")[1] for key in self._nested_params if key.startswith("callbacks__")} - names
+        )
+        if unknown:
+            raise ValueError(
+                f"callbacks__ parameters name no callback: {unknown}. The callbacks are {sorted(names)}; "
+                "name your own with (name, callback) tuples in callbacks=[...]."
+            )
+
+    def _check_finite_weights(self):
+        """Refuse a fit whose last steps left non-finite weights (the loss is checked before each step)."""
+        module = self.net_.module_
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise TrainingDivergedError(
+                    f"Training diverged: after the last step, {name} holds NaN or infinite values. "
+                    f"Lower lr (now {self.lr}) or standardise the features of X (e.g. with StandardScaler)."
+                )
 
     def _fit_seed(self):
         """The seed of torch's generators during ``fit``, drawn from ``random_state``."""
@@ -502,18 +528,28 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
                 params[name] = value
         return self.module(**params)
 
-    def _build_module(self, X, n_classes):
-        gt_model = self._build_gt_model(X.shape[1], n_classes)
-        instance_dim = _embedding_dim(gt_model, X[:2], n_classes)
-        return self._build_crowd_module(gt_model, X.shape[1], instance_dim, n_classes, self.n_annotators_)
+    def _build_module(self, X, n_classes, seed):
+        """The method's module, its initial weights drawn from a generator seeded with ``seed``."""
+        with seeded_build(seed):
+            gt_model = self._build_gt_model(X.shape[1], n_classes)
+            instance_dim = _embedding_dim(gt_model, X[:2], n_classes)
+            module = self._build_crowd_module(
+                gt_model, X.shape[1], instance_dim, n_classes, self.n_annotators_
+            )
+        initialize_(module, torch.Generator().manual_seed(seed))
+        return module
 
-    def _build_net(self, module, device):
+    def _build_net(self, module, device, seed):
         callbacks = list(self.callbacks or [])
         if self.lr_scheduler == "cosine":
-            scheduler = LRScheduler(
-                policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                **{"T_max": max(self.max_epochs, 1), **self._params_for("lr_scheduler")},
-            )
+            options = {"T_max": max(self.max_epochs, 1), **self._params_for("lr_scheduler")}
+            t_max = options["T_max"]
+            if not isinstance(t_max, Integral) or isinstance(t_max, bool) or t_max < 1:
+                raise ValueError(
+                    f"lr_scheduler__T_max={t_max!r} must be a positive int: the number of epochs over "
+                    "which the cosine schedule anneals the learning rate (by default max_epochs)."
+                )
+            scheduler = LRScheduler(policy=torch.optim.lr_scheduler.CosineAnnealingLR, **options)
             callbacks.append(("lr_scheduler", scheduler))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
@@ -541,6 +577,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             fast_paths=self.fast_paths_,
             mixed_precision=self.mixed_precision,
             compile_step=self.compile,
+            seed=seed,
             **self._net_options(module),
             **nested,
         )
@@ -582,10 +619,21 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         self.annotator_confusion_, self.annotator_accuracy_ = sums.summaries(counts)
 
     def _add_pair_posteriors(self, sums, module, X, annotations):
-        """Add ``p(y | x)`` and ``P(z | x, a, y)`` of every observed pair to ``sums``, in float64."""
+        """Add ``p(y | x)`` and ``P(z | x, a, y)`` of every observed pair to ``sums``, in float64.
+
+        Raises :class:`~skannot.exceptions.TrainingDivergedError` when the
+        model's outputs on the training instances are not finite (finite
+        weights can still overflow on extreme features).
+        """
         for (lo, hi), logits, embedding, annotators in self._observed_pairs(module, X, annotations):
             class_proba = F.softmax(logits.float(), dim=1).double().cpu()
             confusion = module.log_confusion(embedding, annotators).float().exp().double().cpu()
+            if not (bool(torch.isfinite(class_proba).all()) and bool(torch.isfinite(confusion).all())):
+                raise TrainingDivergedError(
+                    "The fitted model gives NaN or infinite probabilities on training instances "
+                    "(its outputs overflow). Standardise the features of X (e.g. with StandardScaler) "
+                    f"or lower lr (now {self.lr})."
+                )
             sums.add(torch.from_numpy(annotations.annotators[lo:hi]), class_proba, confusion)
 
     def _observed_pairs(self, module, X, annotations):
@@ -620,7 +668,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             rows = DatasetRows(X)
             self._check_dataset_features(rows)
             return rows
-        return torch.from_numpy(validate_data(self, X, dtype=np.float32, reset=False))
+        return _as_tensor(validate_data(self, X, dtype=np.float32, reset=False))
 
     def _log_class_proba(self, X):
         module = self.net_.module_.eval()
@@ -787,6 +835,17 @@ class _AnnotatorSums:
         confusion = (self.weighted + eps * self.plain) / (self.mass + eps * counts[:, None])[:, :, None]
         accuracy = torch.diagonal(self.weighted, dim1=1, dim2=2).sum(1) / counts
         return confusion.numpy(), accuracy.numpy()
+
+
+def _as_tensor(array):
+    """``torch.from_numpy(array)`` without torch's warning on read-only arrays (skannot never writes X)."""
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="The given NumPy array is not writable", category=UserWarning
+        )
+        return torch.from_numpy(array)
 
 
 def _use_fast_paths(module, fast_paths):

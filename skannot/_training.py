@@ -119,16 +119,18 @@ class PairBatchIterator:
     dataset : CrowdDataset
     batch_size : int
     shuffle : bool, default=False
-        Draw a new order each epoch from torch's global generator. A trailing
-        batch of one instance is then dropped, since batch normalisation cannot
-        train on a single row; reshuffling gives that instance its turn in
-        other epochs.
+        Draw a new order each epoch. A trailing batch of one instance is then
+        dropped, since batch normalisation cannot train on a single row;
+        reshuffling gives that instance its turn in other epochs.
+    generator : torch.Generator, optional
+        CPU generator of the orders; torch's global one by default.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False):
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.generator = generator
 
     def _n_rows(self):
         n = len(self.dataset)
@@ -142,7 +144,7 @@ class PairBatchIterator:
     def _order(self):
         """The epoch's order of instances: a fresh permutation when shuffling."""
         n = len(self.dataset)
-        return torch.randperm(n) if self.shuffle else torch.arange(n)
+        return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
 
     def __iter__(self):
         yield from self.dataset.batches(self._order()[: self._n_rows()], self.batch_size)
@@ -181,6 +183,10 @@ class CrowdNet(NeuralNet):
     compile_step : bool, default=False
         Run the forward part of each training step through ``torch.compile``
         (with dynamic shapes, as the number of pairs varies per batch).
+    seed : int, default=0
+        Seed of the net's own generators (see :mod:`skannot._random`): the
+        order of the instances, the mixing weights and partners and the
+        dropout masks come from them, never from torch's global generator.
     *args, **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -201,6 +207,7 @@ class CrowdNet(NeuralNet):
         fast_paths=frozenset(),
         mixed_precision=False,
         compile_step=False,
+        seed=0,
         **kwargs,
     ):
         super().__init__(*args, criterion=criterion, **kwargs)
@@ -209,6 +216,34 @@ class CrowdNet(NeuralNet):
         self.fast_paths = fast_paths
         self.mixed_precision = mixed_precision
         self.compile_step = compile_step
+        self.seed = seed
+
+    def initialize(self):
+        super().initialize()
+        return self._initialize_generators()
+
+    def _initialize_generators(self):
+        """The net's own generators, seeded with ``seed``, and the dropout layers drawing from them."""
+        device = self._generator_device()
+        self.cpu_generator_ = torch.Generator().manual_seed(self.seed)
+        self.device_generator_ = (
+            self.cpu_generator_ if device.type == "cpu" else torch.Generator(device).manual_seed(self.seed)
+        )
+        self.numpy_generator_ = np.random.default_rng(self.seed)
+        for layer in self.module_.modules():
+            if hasattr(layer, "use_generator"):
+                layer.use_generator(self.device_generator_)
+        return self
+
+    def _generator_device(self):
+        """The device the training steps draw their random numbers on."""
+        return torch.device(self.device)
+
+    def get_iterator(self, dataset, training=False):
+        if not training:
+            return super().get_iterator(dataset, training=training)
+        kwargs = {"batch_size": self.batch_size, **self.get_params_for("iterator_train")}
+        return self.iterator_train(dataset, **kwargs, generator=self.cpu_generator_)
 
     def initialize_optimizer(self, *args, **kwargs):
         table = "annotator_embedding.weight"
@@ -237,15 +272,17 @@ class CrowdNet(NeuralNet):
             self.annotator_optimizer_.step()
 
     def mixing_weights(self, n_pairs, device):
-        """``lambda ~ Beta(alpha, alpha)`` and a random partner for each of ``n_pairs``."""
+        """``lambda ~ Beta(alpha, alpha)`` and a random partner for each of ``n_pairs``, drawn by the net."""
+        generator = self.device_generator_
         if self.alpha == 1:
             # Beta(1, 1) is the uniform distribution; drawing it directly skips the
             # two gamma samples (a tenth of a CPU step on Music Genres).
-            lam = torch.rand(n_pairs, device=device)
+            lam = torch.rand(n_pairs, device=device, generator=generator)
         else:
-            alpha = torch.tensor(float(self.alpha), device=device)
-            lam = torch.distributions.Beta(alpha, alpha).sample((n_pairs,))
-        partner = torch.randperm(n_pairs, device=device)
+            # torch's Beta sampler takes no generator; numpy's does.
+            lam = self.numpy_generator_.beta(self.alpha, self.alpha, n_pairs).astype(np.float32)
+            lam = torch.from_numpy(lam).to(device)
+        partner = torch.randperm(n_pairs, device=device, generator=generator)
         return lam, partner
 
     def uses_mixup(self):
@@ -275,6 +312,9 @@ class CrowdNet(NeuralNet):
         state = super().__getstate__()
         state.pop("_compiled_loss", None)
         state.pop("_training_modules", None)
+        # A GPU generator cannot be restored without CUDA; a later fit builds a new net anyway.
+        for name in ("cpu_generator_", "device_generator_", "numpy_generator_"):
+            state.pop(name, None)
         return state
 
     def _set_training(self, training=True):

@@ -329,3 +329,129 @@ def test_string_missing_marker_is_refused_by_fit(small):
     X, Z = small
     with pytest.raises(ValueError, match="pass missing_label='-1'"):
         AnnotMixClassifier(**TINY).fit(X, Z.astype(str))
+
+
+# -- second round: a diverged last step, threads, estimator-side errors ------------------------------
+
+
+def _tiny_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3)).astype(np.float32)
+    Z = rng.integers(0, 3, (40, 3))
+    Z[rng.random((40, 3)) < 0.3] = -1
+    return X, Z
+
+
+def test_a_loss_that_diverges_on_the_last_step_leaves_the_estimator_unfitted():
+    """The loss is checked before each step; the weights the last step leaves must be checked too."""
+    X, Z = _tiny_data()
+    clf = AnnotMixClassifier(**{**TINY, "max_epochs": 1, "batch_size": 64, "lr": 1e30})
+    with pytest.raises(TrainingDivergedError):
+        clf.fit(X, Z)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clf)
+
+
+def test_finite_weights_with_overflowing_outputs_are_a_divergence():
+    X = np.array([[1e29, -1e29, 3e29], [2e29, 1e29, -1e29], [-3e29, 2e29, 1e29]], dtype=np.float32)
+    Z = np.array([[0, 1, -1], [1, 0, 1], [0, 0, 1]])
+    clf = AnnotMixClassifier(**{**TINY, "max_epochs": 1, "batch_size": 2, "batch_norm": False})
+    try:
+        clf.fit(X, Z)
+    except TrainingDivergedError:
+        with pytest.raises(NotFittedError):
+            check_is_fitted(clf)
+    else:
+        assert np.isfinite(clf.predict_proba(X)).all() and np.isfinite(clf.annotator_confusion_).all()
+
+
+def test_fits_in_threads_are_bit_identical_to_a_sequential_fit():
+    import threading
+
+    X, Z = _tiny_data()
+    settings = {**TINY, "max_epochs": 3, "alpha": 0.5}
+    sequential = AnnotMixClassifier(**settings).fit(X, Z).predict_proba(X)
+    results = [None] * 4
+
+    def fit(i):
+        results[i] = AnnotMixClassifier(**settings).fit(X, Z).predict_proba(X)
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_array_equal(result, sequential)
+
+
+def test_a_background_fit_leaves_the_callers_torch_draws_alone():
+    """While a fit trains in a thread, the caller's draws from torch's global generator are its own."""
+    import threading
+
+    X, Z = _tiny_data()
+    training, drawn = threading.Event(), threading.Event()
+
+    class Pause(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if not training.is_set():
+                training.set()
+                drawn.wait(timeout=30)
+
+    torch.manual_seed(11)
+    expected = torch.rand(1000)
+    clf = AnnotMixClassifier(**{**TINY, "max_epochs": 3, "callbacks": [("pause", Pause())]})
+    thread = threading.Thread(target=clf.fit, args=(X, Z))
+    thread.start()
+    assert training.wait(timeout=30)
+    torch.manual_seed(11)
+    got = torch.rand(1000)
+    drawn.set()
+    thread.join()
+    assert torch.equal(got, expected)
+
+
+def test_grid_search_under_the_threading_backend_gives_the_same_scores_each_run():
+    from joblib import parallel_backend
+    from sklearn.model_selection import GridSearchCV
+
+    from skannot.model_selection import AnnotationStratifiedKFold
+
+    X, Z = _tiny_data()
+    scores = []
+    for _ in range(2):
+        search = GridSearchCV(
+            AnnotMixClassifier(**{**TINY, "max_epochs": 2}),
+            {"alpha": [0.0, 1.0]},
+            cv=AnnotationStratifiedKFold(3, shuffle=True, random_state=0),
+            n_jobs=2,
+        )
+        with parallel_backend("threading", n_jobs=2):
+            search.fit(X, Z)
+        scores.append(search.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"lr_scheduler__T_max": 0}, "T_max"),
+        ({"callbacks__nope__x": 1}, "nope"),
+    ],
+)
+def test_nested_parameters_that_cannot_work_are_refused(params, message):
+    X, Z = _tiny_data()
+    with pytest.raises(ValueError, match=message):
+        AnnotMixClassifier(**TINY, **params).fit(X, Z)
+
+
+def test_predict_on_a_read_only_float32_frame_warns_nothing():
+    import warnings
+
+    X, Z = _tiny_data()
+    clf = AnnotMixClassifier(**TINY).fit(X, Z)
+    frame = pd.DataFrame(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict_proba(frame)
+        AnnotMixClassifier(**TINY).fit(frame, Z)

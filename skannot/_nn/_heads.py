@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._random import linear_init_
+
 
 def eta_bias(n_classes, eta):
     """Output bias of the AP head whose softmax rows put ``eta`` on the diagonal.
@@ -59,11 +61,25 @@ class AnnotatorHead(nn.Module):
     def __init__(self, instance_dim, annotator_dim, hidden_size, n_classes, eta):
         super().__init__()
         self.n_classes = n_classes
+        self.eta = eta
         self.hidden = nn.Linear(instance_dim + annotator_dim, hidden_size)
         self.output = nn.Linear(hidden_size, n_classes * n_classes)
+        self._reset_output()
+
+    def _reset_output(self):
         with torch.no_grad():
             self.output.weight.zero_()
-            self.output.bias.copy_(eta_bias(n_classes, eta))
+            self.output.bias.copy_(eta_bias(self.n_classes, self.eta))
+
+    def reset_parameters_(self, generator):
+        """Initialise the hidden layer from ``generator`` and the output layer to the ``eta`` prior.
+
+        Parameters
+        ----------
+        generator : torch.Generator
+        """
+        linear_init_(self.hidden.weight, self.hidden.bias, generator)
+        self._reset_output()
 
     def logits(self, instance_embedding, annotator_embedding):
         """Unnormalised log confusion matrices, shape (P, C, C)."""

@@ -6,6 +6,7 @@ the annotator models of the methods read.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .._fast import keep_mask
@@ -29,33 +30,71 @@ def mix(own, other, lam):
 
 
 class Dropout(nn.Dropout):
-    """:class:`torch.nn.Dropout` whose CPU masks can come from :func:`skannot._fast.keep_mask`.
+    """:class:`torch.nn.Dropout` that draws its masks from a given generator, fast on the CPU.
 
-    With ``fast_masks`` True (the ``byte_masks`` fast path, set by ``fit``
-    from :func:`skannot.config_context`), training-mode dropout on the CPU
-    multiplies by a :func:`~skannot._fast.keep_mask` mask: the same
-    distribution as torch's (each unit kept with probability ``1 - p`` and
-    scaled by ``1 / (1 - p)``), from a different random stream, at a
-    fraction of the cost of torch's Bernoulli sampler. Otherwise, and on
-    other devices, it is torch's dropout.
+    During ``fit`` the layer draws its masks from the fit's own generator
+    (``generator``, set by the net), never from torch's global one. With
+    ``fast_masks`` True (the ``byte_masks`` fast path, set by ``fit`` from
+    :func:`skannot.config_context`), a CPU mask comes from
+    :func:`~skannot._fast.keep_mask`: the same distribution (each unit kept
+    with probability ``1 - p`` and scaled by ``1 / (1 - p)``) at a fraction of
+    the cost of torch's Bernoulli sampler; otherwise from torch's Bernoulli
+    sampler. Outside a fit (no generator, no fast masks) it is torch's dropout.
     """
 
     fast_masks = False
+    generator = None
+
+    @classmethod
+    def convert(cls, module):
+        """Turn every plain :class:`torch.nn.Dropout` inside ``module`` (itself included) into this class.
+
+        The layers keep their settings; only their class changes, so that
+        they draw their masks from the fit's generator.
+
+        Parameters
+        ----------
+        module : nn.Module
+
+        Returns
+        -------
+        module : nn.Module
+        """
+        for layer in module.modules():
+            if type(layer) is nn.Dropout:
+                layer.__class__ = cls
+        return module
 
     def use_fast_paths(self, fast_paths):
         """Turn the ``byte_masks`` fast path on or off (called by ``fit``)."""
         self.fast_masks = "byte_masks" in fast_paths
 
+    def use_generator(self, generator):
+        """Draw the masks from ``generator`` (a generator on the input's device; None: torch's dropout)."""
+        self.generator = generator
+
     def forward(self, x):
-        if not (self.training and self.fast_masks and x.device.type == "cpu") or self.p == 0 or self.inplace:
+        if not self.training or self.p == 0 or self.inplace:
+            return super().forward(x)
+        if self.generator is None and not (self.fast_masks and x.device.type == "cpu"):
             return super().forward(x)
         if self.p == 1:
             return x * 0
         return x * self.mask(x.shape, x.device).to(x.dtype)
 
     def mask(self, shape, device):
-        """A :func:`~skannot._fast.keep_mask` dropout mask of ``shape``."""
-        return keep_mask(shape, self.p, device, 1 / (1 - self.p))
+        """A dropout mask of ``shape``: zeros and ``1 / (1 - p)``."""
+        scale = 1 / (1 - self.p)
+        if self.fast_masks and device.type == "cpu":
+            return keep_mask(shape, self.p, device, scale, self.generator)
+        mask = torch.empty(shape, device=device).bernoulli_(1 - self.p, generator=self.generator)
+        return mask.mul_(scale)
+
+    def __getstate__(self):
+        # The generator belongs to the fit that set it; a later fit sets its own.
+        state = super().__getstate__()
+        state.pop("generator", None)
+        return state
 
 
 class MLP(nn.Module):

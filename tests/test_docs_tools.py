@@ -53,3 +53,30 @@ def test_numpydoc_roles_and_citations_become_markdown():
         '<autoref identifier="f" optional><code>f</code></autoref> [1].\n\n'
         "References\n----------\n- [1] A paper."
     )
+
+
+def test_stored_full_runs_are_used_while_the_script_is_unchanged(tmp_path, monkeypatch):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("matplotlib")
+    examples = load("mkdocs_examples")
+    (tmp_path / "examples").mkdir()
+    script = tmp_path / "examples" / "demo.py"
+    script.write_text(
+        "# %% [markdown]\n# # Demo\n\n# %%\nimport os\nprint('fast' if os.environ.get('SKANNOT_EXAMPLE_FAST')"
+        " == '1' else 'full')\n"
+    )
+    monkeypatch.setenv("SKANNOT_EXAMPLE_FAST", "1")
+    assert examples.stored(script, tmp_path) is None
+    examples.store(script, tmp_path)
+    parts, images = examples.stored(script, tmp_path)
+    assert "```text\nfull\n```" in parts and images == {}  # stored with full settings
+    script.write_text(script.read_text() + "\n# %%\nx = 1\n")
+    assert examples.stored(script, tmp_path) is None  # a changed script is run again
+
+
+def test_every_example_has_a_current_full_run_for_the_site():
+    pytest.importorskip("mkdocs")
+    examples = load("mkdocs_examples")
+    root = TOOLS.parent
+    stale = [p.name for p in sorted((root / "examples").glob("*.py")) if examples.stored(p, root) is None]
+    assert not stale, f"run `python tools/mkdocs_examples.py {' '.join(stale)}` to store their full runs"

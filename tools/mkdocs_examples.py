@@ -3,8 +3,16 @@
 The examples are jupytext "percent" scripts: ``# %% [markdown]`` cells become
 prose, ``# %%`` cells are executed in one namespace, from the repository root,
 and shown with what they print and the figures they leave open. Nothing is
-downloaded and no Jupyter kernel is needed. ``SKANNOT_EXAMPLE_FAST=1`` (as in
-CI) makes the examples use reduced settings; the pages say so.
+downloaded and no Jupyter kernel is needed.
+
+The pages show the output of a full run (full settings), kept in
+``docs/examples_output/``: ``python tools/mkdocs_examples.py`` runs every
+example with full settings and stores what it printed and drew, keyed by the
+script's hash, so the site build (CI's included) shows real results without
+training anything. An example whose script changed since its stored run is
+run at build time instead; with ``SKANNOT_EXAMPLE_FAST=1`` (as in CI) that run
+uses reduced settings and its page says so (``tests/test_docs_tools.py``
+fails until the stored output is refreshed).
 
 The ``Examples`` entry of the nav (pointing at ``examples/index.md``) is
 expanded to an overview page and one page per script.
@@ -12,16 +20,22 @@ expanded to an overview page and one page per script.
 
 from __future__ import annotations
 
+import argparse
+import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from mkdocs.structure.files import File
 
 EXAMPLES = "examples"
+#: Folder (relative to the repository root) of the stored full-run outputs.
+STORE = Path("docs") / "examples_output"
 _CELL = re.compile(r"^# %%(?P<markdown> \[markdown\])?.*$", re.MULTILINE)
 _cache = {}
 
@@ -90,6 +104,36 @@ def _run(path, root):
     return parts, images
 
 
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stored(path, root):
+    """The stored full-run ``(parts, images)`` of the script ``path``, or None when absent or stale."""
+    record = root / STORE / f"{path.stem}.json"
+    if not record.exists():
+        return None
+    data = json.loads(record.read_text())
+    if data["sha256"] != _digest(path):
+        return None
+    return data["parts"], {name: base64.b64decode(png) for name, png in data["images"].items()}
+
+
+def store(path, root):
+    """Run the script ``path`` with full settings and store what it printed and drew."""
+    previous = os.environ.pop("SKANNOT_EXAMPLE_FAST", None)
+    try:
+        parts, images = _run(path, root)
+    finally:
+        if previous is not None:
+            os.environ["SKANNOT_EXAMPLE_FAST"] = previous
+    record = root / STORE / f"{path.stem}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    images_text = {name: base64.b64encode(png).decode() for name, png in images.items()}
+    record.write_text(json.dumps({"sha256": _digest(path), "parts": parts, "images": images_text}, indent=1))
+    return record
+
+
 def on_config(config):
     """Expand the nav's ``Examples: examples/index.md`` entry into one page per script."""
     _, scripts = _scripts(config)
@@ -113,14 +157,16 @@ def on_files(files, config):
     ]
     for path in scripts:
         source = path.read_text()
-        key = (path.name, hashlib.sha256(source.encode()).hexdigest(), fast)
+        kept = stored(path, root)
+        key = (path.name, hashlib.sha256(source.encode()).hexdigest(), fast and kept is None)
         if key not in _cache:
-            _cache[key] = _run(path, root)
+            _cache[key] = kept if kept is not None else _run(path, root)
         parts, images = _cache[key]
         note = (
             '!!! note "Reduced settings"\n    This page was built with `SKANNOT_EXAMPLE_FAST=1`: '
-            "few epochs and small data, so the numbers and figures are not representative.\n"
-            if fast
+            "few epochs and small data, so the numbers and figures are not representative. "
+            "`python tools/mkdocs_examples.py` stores a full run for the site.\n"
+            if fast and kept is None
             else ""
         )
         download = f"Download the script: [`{path.name}`]({path.name})\n"
@@ -132,3 +178,20 @@ def on_files(files, config):
         overview.append(f"- [{_title(path)}]({path.stem}.md)")
     files.append(File.generated(config, f"{EXAMPLES}/index.md", content="\n".join(overview) + "\n"))
     return files
+
+
+def main(argv=None):
+    """Run the examples with full settings and store their output for the site."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("names", nargs="*", help="example file names (all by default)")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / EXAMPLES).glob("*.py")):
+        if args.names and path.name not in args.names:
+            continue
+        print(f"running {path.name} with full settings ...", flush=True)
+        print(f"  stored {store(path, root).relative_to(root)}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

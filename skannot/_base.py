@@ -257,8 +257,8 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{shared_parameters}", SHARED_PARAMETERS).replace(
-                "{shared_attributes}", SHARED_ATTRIBUTES
+            cls.__doc__ = cls.__doc__.replace("    {shared_parameters}", SHARED_PARAMETERS).replace(
+                "    {shared_attributes}", SHARED_ATTRIBUTES
             )
         if "__init__" in vars(cls) and not hasattr(cls.__init__, "__signature__"):
             parent = next(

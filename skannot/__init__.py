@@ -3,13 +3,23 @@
 from ._accelerate import AcceleratedAnnotMixClassifier
 from ._config import FAST_PATHS, config_context, get_config, set_config
 from ._nn import MLP
-from .classifiers import AnnotMixClassifier
+from .classifiers import (
+    AnnotMixClassifier,
+    CrowdLayerClassifier,
+    GeoCrowdNetClassifier,
+    TraceRegClassifier,
+    UnionNetClassifier,
+)
 
 __all__ = [
     "FAST_PATHS",
     "AcceleratedAnnotMixClassifier",
     "AnnotMixClassifier",
+    "CrowdLayerClassifier",
+    "GeoCrowdNetClassifier",
     "MLP",
+    "TraceRegClassifier",
+    "UnionNetClassifier",
     "config_context",
     "get_config",
     "set_config",

@@ -1,5 +1,15 @@
 """The learning-from-crowds estimators, one file per method."""
 
 from ._annot_mix import AnnotMixClassifier
+from ._crowd_layer import CrowdLayerClassifier
+from ._geo_crowd_net import GeoCrowdNetClassifier
+from ._trace_reg import TraceRegClassifier
+from ._union_net import UnionNetClassifier
 
-__all__ = ["AnnotMixClassifier"]
+__all__ = [
+    "AnnotMixClassifier",
+    "CrowdLayerClassifier",
+    "GeoCrowdNetClassifier",
+    "TraceRegClassifier",
+    "UnionNetClassifier",
+]

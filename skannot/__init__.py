@@ -3,14 +3,25 @@
 from ._accelerate import AcceleratedAnnotMixClassifier
 from ._config import FAST_PATHS, config_context, get_config, set_config
 from ._nn import MLP
-from .classifiers import AggregateClassifier, AnnotMixClassifier
+from .classifiers import (
+    AggregateClassifier,
+    AnnotMixClassifier,
+    CrowdLayerClassifier,
+    GeoCrowdNetClassifier,
+    TraceRegClassifier,
+    UnionNetClassifier,
+)
 
 __all__ = [
     "FAST_PATHS",
     "AcceleratedAnnotMixClassifier",
     "AggregateClassifier",
     "AnnotMixClassifier",
+    "CrowdLayerClassifier",
+    "GeoCrowdNetClassifier",
     "MLP",
+    "TraceRegClassifier",
+    "UnionNetClassifier",
     "config_context",
     "get_config",
     "set_config",

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._heads import ConfusionTable
+
 
 class CrowdModule(nn.Module):
     """A ground-truth (GT) model and an annotator model in one module.
@@ -149,3 +151,33 @@ class CrowdModule(nn.Module):
         ----------
         labelled : BoolTensor of shape (n_annotators,)
         """
+
+
+class ConfusionTableModule(CrowdModule):
+    """A GT model and one confusion table per annotator: the class-dependent methods' common part.
+
+    ``log_confusion`` is the row-softmax of the annotator's table, whatever
+    the instance; each method sets the table's initialisation and adds its
+    likelihood or regulariser in its own subclass.
+
+    Parameters
+    ----------
+    gt_model : nn.Module
+        Maps x of shape (batch, ...) to ``(logits, embedding)`` of shapes
+        (batch, C) and (batch, D).
+    n_annotators : int
+        Number of annotators M.
+    init : Tensor of shape (C, C)
+        Initial confusion logits of every annotator (see
+        :class:`~skannot._nn.ConfusionTable`).
+    """
+
+    def __init__(self, gt_model, n_annotators, init):
+        super().__init__(gt_model)
+        self.confusion = ConfusionTable(n_annotators, init)
+
+    def log_confusion(self, embedding, annotators):
+        return self.confusion.log_confusion(annotators)
+
+    def mark_labelled_annotators(self, labelled):
+        self.confusion.mark_labelled(labelled)

@@ -91,3 +91,51 @@ class AnnotatorHead(nn.Module):
         logits = self.logits(instance_embedding, annotator_embedding)
         # Not F.log_softmax: on the CPU it is several times slower over rows of C entries.
         return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
+class ConfusionTable(nn.Module):
+    """A learned C x C table of confusion logits per annotator, the same for every instance.
+
+    ``weight[m, y, z]`` is the unnormalised log-probability that annotator
+    ``m`` says class ``z`` when the true class is ``y``; the class-dependent
+    methods (crowd layer, trace-reg, GeoCrowdNet, UnionNet) differ in its
+    initialisation and in how they turn it into label probabilities.
+
+    In evaluation mode, after :meth:`mark_labelled`, annotators without
+    training labels read the mean row of the labelled annotators (the average
+    annotator), without any parameter being overwritten; in training mode
+    every annotator reads its own row.
+
+    Parameters
+    ----------
+    n_annotators : int
+        Number of annotators M.
+    init : Tensor of shape (C, C)
+        Initial logits of every annotator.
+    """
+
+    def __init__(self, n_annotators, init):
+        super().__init__()
+        self.weight = nn.Parameter(init.detach().to(torch.float32).repeat(n_annotators, 1, 1))
+        self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
+
+    def mark_labelled(self, labelled):
+        """Note which annotators have training labels (a BoolTensor of shape (M,))."""
+        self.labelled.copy_(labelled)
+
+    def forward(self, annotators):
+        """Confusion logits of ``annotators`` (P,), shape (P, C, C); row ``y``, column ``z``."""
+        rows = self.weight[annotators]
+        if not self.training and not bool(self.labelled.all()):
+            mean = self.weight[self.labelled].mean(0)
+            rows = torch.where(self.labelled[annotators, None, None], rows, mean)
+        return rows
+
+    def log_confusion(self, annotators):
+        """Row-normalised ``log P(z | a, y)`` of ``annotators`` (P,), shape (P, C, C)."""
+        logits = self(annotators)
+        return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+    def confusion(self):
+        """The row-stochastic confusion matrices of all annotators, shape (M, C, C)."""
+        return torch.softmax(self.weight, dim=-1)

@@ -2,5 +2,16 @@
 
 from ._aggregate import AggregateClassifier
 from ._annot_mix import AnnotMixClassifier
+from ._crowd_layer import CrowdLayerClassifier
+from ._geo_crowd_net import GeoCrowdNetClassifier
+from ._trace_reg import TraceRegClassifier
+from ._union_net import UnionNetClassifier
 
-__all__ = ["AggregateClassifier", "AnnotMixClassifier"]
+__all__ = [
+    "AggregateClassifier",
+    "AnnotMixClassifier",
+    "CrowdLayerClassifier",
+    "GeoCrowdNetClassifier",
+    "TraceRegClassifier",
+    "UnionNetClassifier",
+]

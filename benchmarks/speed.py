@@ -195,6 +195,26 @@ class TorchMLP(nn.Module):
         return self.head(embedding), embedding
 
 
+def skactiveml_net_params(X, n_classes, epochs, device):
+    """scikit-activeml's skorch settings for the paper's GT network and training recipe."""
+    from skorch.callbacks import LRScheduler
+
+    return {
+        "module__n_features": X.shape[1],
+        "module__n_classes": n_classes,
+        "module__hidden_sizes": HIDDEN,
+        "max_epochs": epochs,
+        "batch_size": BATCH,
+        "optimizer": torch.optim.RAdam,
+        "lr": LR,
+        "device": device,
+        "verbose": 0,
+        "callbacks": [
+            ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs))
+        ],
+    }
+
+
 def fit_skactiveml(X, Z, seed, device="cpu", epochs=EPOCHS, gt_module=TorchMLP):
     """scikit-activeml 1.0.1 configured like skannot's defaults.
 
@@ -205,8 +225,6 @@ def fit_skactiveml(X, Z, seed, device="cpu", epochs=EPOCHS, gt_module=TorchMLP):
     eta 0.9, alpha 1, RAdam with lr 1e-2, cosine schedule, 50 epochs, batch 64.
     It does not seed torch itself, so this does.
     """
-    from skorch.callbacks import LRScheduler
-
     torch.manual_seed(seed)
     n_classes = int(Z.max()) + 1
     clf = SkActiveMLAnnotMix(
@@ -221,20 +239,7 @@ def fit_skactiveml(X, Z, seed, device="cpu", epochs=EPOCHS, gt_module=TorchMLP):
         classes=np.arange(n_classes),
         missing_label=-1,
         random_state=seed,
-        neural_net_param_dict={
-            "module__n_features": X.shape[1],
-            "module__n_classes": n_classes,
-            "module__hidden_sizes": HIDDEN,
-            "max_epochs": epochs,
-            "batch_size": BATCH,
-            "optimizer": torch.optim.RAdam,
-            "lr": LR,
-            "device": device,
-            "verbose": 0,
-            "callbacks": [
-                ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs))
-            ],
-        },
+        neural_net_param_dict=skactiveml_net_params(X, n_classes, epochs, device),
     )
     clf.fit(X, Z)
     return clf
@@ -249,8 +254,6 @@ def fit_skannot_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
 
 def fit_skactiveml_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
     """scikit-activeml 1.0.1's crowd layer with the same GT network and training settings."""
-    from skorch.callbacks import LRScheduler
-
     torch.manual_seed(seed)
     n_classes = int(Z.max()) + 1
     clf = SkActiveMLCrowdLayer(
@@ -258,20 +261,7 @@ def fit_skactiveml_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
         classes=np.arange(n_classes),
         missing_label=-1,
         random_state=seed,
-        neural_net_param_dict={
-            "module__n_features": X.shape[1],
-            "module__n_classes": n_classes,
-            "module__hidden_sizes": HIDDEN,
-            "max_epochs": epochs,
-            "batch_size": BATCH,
-            "optimizer": torch.optim.RAdam,
-            "lr": LR,
-            "device": device,
-            "verbose": 0,
-            "callbacks": [
-                ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs))
-            ],
-        },
+        neural_net_param_dict=skactiveml_net_params(X, n_classes, epochs, device),
     )
     clf.fit(X, Z)
     return clf

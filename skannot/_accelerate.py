@@ -36,7 +36,7 @@ from torch import distributed as dist
 from torch import nn
 
 from ._fast import keep_mask
-from ._nn import Dropout, mix
+from ._nn import Dropout, mix, swap_class
 from ._training import CrowdNet, PairBatchIterator
 from .classifiers import AnnotMixClassifier
 
@@ -127,10 +127,7 @@ class ShardedDropout(Dropout):
         -------
         module : nn.Module
         """
-        for layer in module.modules():
-            if type(layer) is Dropout:
-                layer.__class__ = cls
-        return module
+        return swap_class(module, Dropout, cls)
 
     def forward(self, x):
         if self.shard is None or not self.training or self.p == 0:
@@ -193,10 +190,7 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         -------
         module : nn.Module
         """
-        for layer in module.modules():
-            if type(layer) is nn.BatchNorm1d:
-                layer.__class__ = cls
-        return module
+        return swap_class(module, nn.BatchNorm1d, cls)
 
     def forward(self, x):
         if not (

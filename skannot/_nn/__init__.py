@@ -2,7 +2,7 @@
 
 from ._base import ConfusionTableModule, CrowdModule
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
-from ._mlp import MLP, Dropout, mix, mix_pairs
+from ._mlp import MLP, Dropout, mix, mix_pairs, swap_class
 
 __all__ = [
     "MLP",
@@ -14,4 +14,5 @@ __all__ = [
     "eta_bias",
     "mix",
     "mix_pairs",
+    "swap_class",
 ]

@@ -29,6 +29,27 @@ def mix(own, other, lam):
     return lam * own + (1 - lam) * other
 
 
+def swap_class(module, old, new):
+    """Turn every layer of exactly class ``old`` inside ``module`` (itself included) into ``new``, in place.
+
+    The layers keep their parameters, buffers and settings; only their class
+    changes (``new`` must add behaviour, not state).
+
+    Parameters
+    ----------
+    module : nn.Module
+    old, new : type
+
+    Returns
+    -------
+    module : nn.Module
+    """
+    for layer in module.modules():
+        if type(layer) is old:
+            layer.__class__ = new
+    return module
+
+
 class Dropout(nn.Dropout):
     """:class:`torch.nn.Dropout` that draws its masks from a given generator, fast on the CPU.
 
@@ -60,10 +81,7 @@ class Dropout(nn.Dropout):
         -------
         module : nn.Module
         """
-        for layer in module.modules():
-            if type(layer) is nn.Dropout:
-                layer.__class__ = cls
-        return module
+        return swap_class(module, nn.Dropout, cls)
 
     def use_fast_paths(self, fast_paths):
         """Turn the ``byte_masks`` fast path on or off (called by ``fit``)."""

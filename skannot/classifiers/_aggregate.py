@@ -10,9 +10,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.nn import functional as F
 
-from .._aggregation import annotator_confusion, dawid_skene, majority_vote_labels
+from .._aggregation import annotator_confusion, dawid_skene, majority_vote_labels, vote_posteriors
 from .._base import BaseCrowdClassifier
+from .._consensus import consensus_from_evidence, vote_consensus
 from .._nn import CrowdModule, mix_pairs
+from .._training import inference_chunks
 from .._validation import Annotations
 
 
@@ -89,8 +91,27 @@ class AggregateClassifier(BaseCrowdClassifier):
         (with 0.01 pseudo-counts per cell). These matrices are fixed; the
         GT model does not change them.
     annotator_accuracy_ : ndarray of shape (n_annotators_,)
-        ``mean_x sum_y p(y | x) A_m[y, y]`` over the instances annotator
-        ``m`` labelled, with ``p(y | x)`` from the trained GT model.
+        Estimated fraction of each annotator's training labels that are
+        correct: the mean, over its labels, of their ``support`` (see
+        :meth:`label_quality`) under the aggregation, i.e. the share of the
+        item's other labels that agree (majority vote) or the Dawid-Skene
+        posterior of the label's class from the item's other labels under a
+        uniform class prior; where an item has no other label, ``p(y = z |
+        x)`` of the GT model. For an annotator without labels,
+        ``mean_x sum_y p(y | x) A_m[y, y]`` over up to 1,024 training
+        instances.
+    class_prior_ : ndarray of shape (n_classes,)
+        Class proportions of the aggregation: the Dawid-Skene priors, or the
+        mean vote shares of the labelled instances for majority vote.
+
+    Notes
+    -----
+    The consensus of :meth:`predict_consensus_proba` (and the ``quality``
+    of :meth:`label_quality`) is the aggregation's own posterior, which does
+    not read the features: the vote shares of an item's labels for majority
+    vote, and for Dawid-Skene ``class_prior_[y] prod_m A_m[y, z_m]`` with the
+    fitted confusion matrices ``A`` (``annotator_confusion_``). Items
+    without labels get ``p(y | x)`` of the GT model.
 
     References
     ----------
@@ -128,9 +149,11 @@ class AggregateClassifier(BaseCrowdClassifier):
         if self.aggregation == "dawid_skene":
             result = dawid_skene(annotations, n_classes)
             labels, confusion = result.posteriors.argmax(1), result.confusion
+            self.class_prior_ = result.priors
         else:
             labels = majority_vote_labels(annotations, n_classes, check_random_state(self.random_state))
             confusion = annotator_confusion(annotations, np.eye(n_classes)[labels], n_classes)
+            self.class_prior_ = vote_posteriors(annotations, n_classes).mean(0)
         self._aggregated_confusion = confusion
         n = annotations.n_samples
         return Annotations(np.arange(n + 1), np.zeros(n, dtype=np.int64), labels.astype(np.int64), 1)
@@ -143,3 +166,28 @@ class AggregateClassifier(BaseCrowdClassifier):
         confusion = torch.as_tensor(np.log(self.__dict__.pop("_aggregated_confusion")))
         module.log_confusion_table.copy_(confusion)
         return {"alpha": self.alpha}
+
+    def _consensus(self, X, annotations):
+        """The aggregation's posterior: vote shares, or Dawid-Skene's with its fitted parameters.
+
+        Parameters and returns as for :meth:`BaseCrowdClassifier._consensus`.
+        """
+        with torch.inference_mode():
+            log_prior = self._log_class_proba(X).double()
+            if self.aggregation == "majority_vote":
+                return vote_consensus(log_prior, annotations, len(self.classes_))
+            labelled = torch.from_numpy(np.diff(annotations.indptr) > 0)
+            log_prior = torch.where(labelled[:, None], torch.from_numpy(np.log(self.class_prior_)), log_prior)
+            return consensus_from_evidence(log_prior, annotations, self._table_log_likelihoods(annotations))
+
+    def _table_log_likelihoods(self, annotations):
+        """``(lo, hi, log A_m[:, z])`` of the labels at CSR positions ``lo:hi``, some rows at a time."""
+        table = self.net_.module_.log_confusion_table.double().cpu()
+        annotators = torch.from_numpy(annotations.annotators)
+        labels = torch.from_numpy(annotations.labels)
+        indptr = annotations.indptr
+        rows_per_chunk = self._rows_per_pair_chunk(int(np.diff(indptr).max(initial=0)))
+        for start, stop in inference_chunks(annotations.n_samples, rows_per_chunk):
+            lo, hi = int(indptr[start]), int(indptr[stop])
+            if lo < hi:
+                yield lo, hi, table[annotators[lo:hi], :, labels[lo:hi]]

@@ -224,3 +224,83 @@ def test_annotator_indices_takes_names_first_and_indices_otherwise():
         annotator_indices([2], ["w1", "w2"])
     with pytest.raises(ValueError, match="1-D"):
         annotator_indices("w1", ["w1", "w2"])
+
+
+# -- out-of-fold predictions -------------------------------------------------
+
+
+def test_scikit_learns_cross_val_predict_does_not_apply_to_an_annotation_matrix(data):
+    """It label-encodes each column of Z: with 5 annotators and 3 classes, 5 'probability' columns."""
+    from sklearn.model_selection import cross_val_predict as sklearn_cross_val_predict
+
+    from skannot.model_selection import cross_val_predict
+
+    X, _, _ = data
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, len(X))
+    Z = np.where(rng.random((len(X), 5)) < 0.6, y[:, None], -1)
+    estimator = small(AnnotMixClassifier, random_state=0)
+    with pytest.warns(RuntimeWarning, match="Number of classes in training fold"):
+        theirs = sklearn_cross_val_predict(estimator, X, Z, cv=3, method="predict_proba")
+    assert theirs.shape == (len(X), 5)  # (n_samples, n_annotators), not (n_samples, n_classes)
+    ours = cross_val_predict(estimator, X, Z, cv=3)
+    assert ours.shape == (len(X), 3)
+    np.testing.assert_allclose(ours.sum(1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_cross_val_predict_predicts_each_sample_with_the_model_of_its_fold(cls, data):
+    from sklearn.model_selection import KFold
+
+    from skannot.model_selection import cross_val_predict
+
+    X, _, Z = data
+    estimator = small(cls, random_state=0, classes=[0, 1, 2])
+    cv = KFold(3, shuffle=True, random_state=0)
+    expected = np.empty((len(X), 3))
+    expected_consensus = np.empty((len(X), 3))
+    for train, test in cv.split(X):
+        model = small(cls, random_state=0, classes=[0, 1, 2]).fit(X[train], Z[train])
+        expected[test] = model.predict_proba(X[test])
+        expected_consensus[test] = model.predict_consensus_proba(X[test], Z[test])
+    np.testing.assert_allclose(cross_val_predict(estimator, X, Z, cv=cv), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        cross_val_predict(estimator, X, Z, cv=cv, method="predict_consensus_proba"),
+        expected_consensus,
+        rtol=1e-6,
+    )
+    labels = cross_val_predict(estimator, X, Z, cv=cv, method="predict_consensus")
+    np.testing.assert_array_equal(labels, expected_consensus.argmax(1))
+
+
+def test_cross_val_predict_keeps_every_class_in_every_fold_and_takes_pipelines(data):
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skannot.model_selection import cross_val_predict
+
+    X, _, Z = data
+    Z = np.where(Z == 2, 1, Z)
+    Z[:10, 0] = 2  # class 2 only in the first fold of an unshuffled 3-fold split
+    pipeline = make_pipeline(StandardScaler(), small(AnnotMixClassifier, random_state=0))
+    proba = cross_val_predict(pipeline, X, Z, cv=KFold(3), method="predict_consensus_proba")
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    labels = cross_val_predict(pipeline, X, Z, method="predict", n_jobs=2)
+    assert labels.shape == (len(X),) and set(labels) <= {0, 1, 2}
+
+
+def test_cross_val_predict_refuses_what_it_cannot_do(data):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import ShuffleSplit
+
+    from skannot.model_selection import cross_val_predict
+
+    X, _, Z = data
+    with pytest.raises(ValueError, match="method='decision_function' is not one of"):
+        cross_val_predict(small(AnnotMixClassifier), X, Z, method="decision_function")
+    with pytest.raises(ValueError, match="has no predict_consensus"):
+        cross_val_predict(LogisticRegression(), X, Z[:, 0], method="predict_consensus")
+    with pytest.raises(ValueError, match="exactly once"):
+        cross_val_predict(small(AnnotMixClassifier), X, Z, cv=ShuffleSplit(2, random_state=0))

@@ -304,3 +304,33 @@ def test_cross_val_predict_refuses_what_it_cannot_do(data):
         cross_val_predict(LogisticRegression(), X, Z[:, 0], method="predict_consensus")
     with pytest.raises(ValueError, match="exactly once"):
         cross_val_predict(small(AnnotMixClassifier), X, Z, cv=ShuffleSplit(2, random_state=0))
+
+
+# -- annotator names in the plots, on pipelines --------------------------------
+
+
+def test_plots_take_annotator_names_and_pipelines(data):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skannot.plotting import plot_annotator_accuracy, plot_annotator_confusion
+
+    X, _, Z = data
+    frame = pd.DataFrame(Z, columns=["ann", "bob", "cy", "dee"])
+    pipeline = make_pipeline(StandardScaler(), small(AnnotMixClassifier, random_state=0)).fit(X, frame)
+    final = pipeline[-1]
+    fig = plot_annotator_confusion(pipeline, annotators=["dee", "bob"])
+    panels = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in panels] == ["dee", "bob"]
+    np.testing.assert_allclose(panels[0].images[0].get_array(), final.annotator_confusion_[3])
+    ax = plot_annotator_accuracy(pipeline, annotators=["cy", "ann"])
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], final.annotator_accuracy_[[2, 0]])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cy", "ann"]
+    ax = plot_annotator_accuracy(pipeline, true=[0.9, 0.8, 0.7, 0.6], annotators=["bob"])
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), [[0.8, final.annotator_accuracy_[1]]])
+    with pytest.raises(ValueError, match="neither annotator names nor column indices"):
+        plot_annotator_confusion(pipeline, annotators=["zed"])
+    plt.close("all")

@@ -53,3 +53,11 @@ def test_numpydoc_roles_and_citations_become_markdown():
         '<autoref identifier="f" optional><code>f</code></autoref> [1].\n\n'
         "References\n----------\n- [1] A paper."
     )
+
+
+def test_the_family_docstring_placeholders_are_filled_in():
+    pytest.importorskip("griffe")
+    numpydoc = load("griffe_numpydoc")
+    text = numpydoc.to_markdown("Parameters\n----------\nalpha : float\n    Mixing.\n{shared_parameters}\n")
+    assert "{shared_parameters}" not in text
+    assert "\nhidden_sizes : tuple of int, default=(256, 128)\n    Hidden layer widths" in text

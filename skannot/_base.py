@@ -772,7 +772,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
 
     # -- consensus, label quality and annotator reports ----------------------
 
-    def _consensus(self, X, annotations):
+    def _consensus(self, X, annotations, posterior=True):
         """Consensus posterior of every item and support of every label; the hook a method may override.
 
         Here the model's posterior ``p(y | x, z) ∝ p(y | x) prod_m P(z_m | x,
@@ -784,30 +784,33 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             Validated instances.
         annotations : Annotations
             Their observed labels, with fitted annotator and class indices.
+        posterior : bool, default=True
+            Compute the posterior; without it only the support, in memory
+            that does not grow with ``n_samples``.
 
         Returns
         -------
-        posterior : ndarray of shape (n_samples, n_classes)
+        posterior : ndarray of shape (n_samples, n_classes) or None
         support : ndarray of shape (n_labels,)
         """
         with torch.inference_mode():
-            log_prior = self._log_class_proba(X).double()
-            chunks = self._label_log_likelihoods(X, annotations)
-            return consensus_from_evidence(log_prior, annotations, chunks)
+            log_prior = self._log_class_proba(X).double() if posterior else None
+            return consensus_from_evidence(annotations, self._label_evidence(X, annotations), log_prior)
 
-    def _label_log_likelihoods(self, X, annotations):
-        """``(lo, hi, log P(z_j | x, m, y))`` of the labels at CSR positions ``lo:hi``, for every ``y``."""
+    def _label_evidence(self, X, annotations):
+        """``(lo, hi, log p(y | x), log P(z_j | x, m, y))`` of the labels at CSR positions ``lo:hi``."""
         module = self.net_.module_.eval()
         labels = torch.from_numpy(annotations.labels)
         n_classes = len(self.classes_)
-        for (lo, hi), _, embedding, annotators in self._observed_pairs(module, X, annotations):
+        for (lo, hi), logits, embedding, annotators in self._observed_pairs(module, X, annotations):
+            log_prior = F.log_softmax(logits.float(), dim=1).double().cpu()
             log_confusion = module.log_confusion(embedding, annotators).float()
             columns = labels[lo:hi].to(log_confusion.device)[:, None, None].expand(-1, n_classes, 1)
-            yield lo, hi, log_confusion.gather(2, columns)[:, :, 0].double().cpu()
+            yield lo, hi, log_prior, log_confusion.gather(2, columns)[:, :, 0].double().cpu()
 
     def _consensus_accuracy(self, X, annotations, model_accuracy):
         """Mean support of each annotator's labels; ``model_accuracy`` for annotators without labels."""
-        _, support = self._consensus(X, annotations)
+        _, support = self._consensus(X, annotations, posterior=False)
         counts = annotations.labels_per_annotator()
         total = np.bincount(annotations.annotators, weights=support, minlength=self.n_annotators_)
         return np.where(counts > 0, total / np.maximum(counts, 1), model_accuracy)

@@ -30,42 +30,52 @@ import pandas as pd
 import torch
 
 
-def consensus_from_evidence(log_prior, annotations, likelihood_chunks):
-    """Consensus posterior of every item and support of every label.
+def consensus_from_evidence(annotations, evidence_chunks, log_prior=None):
+    """Support of every label and, optionally, the consensus posterior of every item.
 
     Parameters
     ----------
-    log_prior : Tensor of shape (n_samples, n_classes)
-        ``log p(y | x)`` of every item (float64); the posterior of an item
-        without labels.
     annotations : Annotations
-        The observed labels, class indices into the columns of ``log_prior``.
-    likelihood_chunks : iterable of (int, int, Tensor of shape (hi - lo, n_classes))
-        ``(lo, hi, log_likelihood)``: ``log P(z_j | x, m, y)`` for every
-        class ``y`` of the labels at CSR positions ``lo:hi`` (float64). Each
-        chunk holds all labels of its rows; together they cover every label.
+        The observed labels, class indices in ``[0, n_classes)``.
+    evidence_chunks : iterable of (int, int, Tensor, Tensor)
+        ``(lo, hi, pair_log_prior, log_likelihood)`` for the labels at CSR
+        positions ``lo:hi``, both tensors of shape (hi - lo, n_classes) and
+        float64: the class prior of each label's item (``log p(y | x)``),
+        which is also the support of a label that is its item's only one,
+        and ``log P(z_j | x, m, y)`` for every class ``y``. Each chunk holds
+        all labels of its rows; together they cover every label.
+    log_prior : Tensor of shape (n_samples, n_classes), default=None
+        The class prior of every item, the posterior of those without
+        labels (float64). Without it only the support is computed, and the
+        memory needed does not grow with ``n_samples``.
 
     Returns
     -------
-    posterior : ndarray of shape (n_samples, n_classes)
-        ``p(y | x, z)``; rows sum to 1.
+    posterior : ndarray of shape (n_samples, n_classes) or None
+        ``p(y | x, z)``, rows summing to 1; None without ``log_prior``.
     support : ndarray of shape (n_labels,)
         ``P(y = z_j | z_{-j})`` of each label, in CSR order (see the module
         docs).
     """
-    joint = log_prior.clone()
     samples = torch.from_numpy(annotations.samples)
     labels = torch.from_numpy(annotations.labels)
     alone = torch.from_numpy(np.diff(annotations.indptr) == 1)
     support = torch.empty(annotations.n_labels, dtype=torch.float64)
-    for lo, hi, log_likelihood in likelihood_chunks:
+    joint = None if log_prior is None else log_prior.clone()
+    for lo, hi, pair_log_prior, log_likelihood in evidence_chunks:
         rows = samples[lo:hi]
-        joint.index_add_(0, rows, log_likelihood)
-        # The chunk holds every label of its rows, so their joint is complete here.
-        others = joint[rows] - log_likelihood - log_prior[rows]
-        others = torch.where(alone[rows, None], log_prior[rows], others)
+        first = int(rows[0])
+        local = rows - first
+        # The chunk holds every label of its rows, so their sums are complete here.
+        summed = torch.zeros(int(local[-1]) + 1, log_likelihood.shape[1], dtype=torch.float64)
+        summed.index_add_(0, local, log_likelihood)
+        others = torch.where(alone[rows, None], pair_log_prior, summed[local] - log_likelihood)
         own = others.gather(1, labels[lo:hi, None])[:, 0]
         support[lo:hi] = (own - torch.logsumexp(others, 1)).exp()
+        if joint is not None:
+            joint[rows] = pair_log_prior + summed[local]
+    if joint is None:
+        return None, support.numpy()
     posterior = (joint - torch.logsumexp(joint, 1, keepdim=True)).exp()
     return posterior.numpy(), support.numpy()
 

@@ -85,6 +85,19 @@ def test_chunked_consensus_equals_the_one_pass_result(data, monkeypatch):
     pd.testing.assert_frame_equal(clf.label_quality(X, Z), whole, rtol=1e-6)
 
 
+def test_the_support_alone_needs_no_posterior_and_is_the_same(fitted, data):
+    """What fit averages into annotator_accuracy_ is computed without an (n_samples, n_classes) array."""
+    X, _, Z = data
+    annotations = check_annotations(Z, classes=fitted.classes_)[0]
+    X_valid = torch.from_numpy(X)
+    posterior, support = fitted._consensus(X_valid, annotations)
+    none, support_alone = fitted._consensus(X_valid, annotations, posterior=False)
+    assert posterior.shape == (len(X), 3)
+    if fitted.__class__ is AnnotMixClassifier or fitted.aggregation == "dawid_skene":
+        assert none is None
+    np.testing.assert_allclose(support_alone, support)
+
+
 def test_majority_vote_consensus_is_the_vote_shares(data):
     X, _, Z = data
     clf = small(AggregateClassifier, random_state=0).fit(X, Z)

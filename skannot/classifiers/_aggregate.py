@@ -96,8 +96,9 @@ class AggregateClassifier(BaseCrowdClassifier):
         :meth:`label_quality`) under the aggregation, i.e. the share of the
         item's other labels that agree (majority vote) or the Dawid-Skene
         posterior of the label's class from the item's other labels under a
-        uniform class prior; where an item has no other label, ``p(y = z |
-        x)`` of the GT model. For an annotator without labels,
+        uniform class prior; where an item has no other label, its prior:
+        ``p(y = z | x)`` of the GT model for majority vote,
+        ``class_prior_[z]`` for Dawid-Skene. For an annotator without labels,
         ``mean_x sum_y p(y | x) A_m[y, y]`` over up to 1,024 training
         instances.
     class_prior_ : ndarray of shape (n_classes,)
@@ -167,22 +168,23 @@ class AggregateClassifier(BaseCrowdClassifier):
         module.log_confusion_table.copy_(confusion)
         return {"alpha": self.alpha}
 
-    def _consensus(self, X, annotations):
+    def _consensus(self, X, annotations, posterior=True):
         """The aggregation's posterior: vote shares, or Dawid-Skene's with its fitted parameters.
 
         Parameters and returns as for :meth:`BaseCrowdClassifier._consensus`.
         """
         with torch.inference_mode():
-            log_prior = self._log_class_proba(X).double()
-            if self.aggregation == "majority_vote":
+            majority = self.aggregation == "majority_vote"
+            log_prior = self._log_class_proba(X).double() if posterior or majority else None
+            if majority:
                 return vote_consensus(log_prior, annotations, len(self.classes_))
-            labelled = torch.from_numpy(np.diff(annotations.indptr) > 0)
-            log_prior = torch.where(labelled[:, None], torch.from_numpy(np.log(self.class_prior_)), log_prior)
-            return consensus_from_evidence(log_prior, annotations, self._table_log_likelihoods(annotations))
+            # Labelled items get class_prior_ from the chunks; log_prior stays for the others.
+            return consensus_from_evidence(annotations, self._table_evidence(annotations), log_prior)
 
-    def _table_log_likelihoods(self, annotations):
-        """``(lo, hi, log A_m[:, z])`` of the labels at CSR positions ``lo:hi``, some rows at a time."""
+    def _table_evidence(self, annotations):
+        """``(lo, hi, log class_prior_, log A_m[:, z])`` of the labels at CSR positions ``lo:hi``."""
         table = self.net_.module_.log_confusion_table.double().cpu()
+        log_prior = torch.from_numpy(np.log(self.class_prior_))
         annotators = torch.from_numpy(annotations.annotators)
         labels = torch.from_numpy(annotations.labels)
         indptr = annotations.indptr
@@ -190,4 +192,4 @@ class AggregateClassifier(BaseCrowdClassifier):
         for start, stop in inference_chunks(annotations.n_samples, rows_per_chunk):
             lo, hi = int(indptr[start]), int(indptr[stop])
             if lo < hi:
-                yield lo, hi, table[annotators[lo:hi], :, labels[lo:hi]]
+                yield lo, hi, log_prior.expand(hi - lo, -1), table[annotators[lo:hi], :, labels[lo:hi]]

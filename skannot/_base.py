@@ -561,7 +561,9 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         ``w * P(. | x, m, y)`` and the unweighted ``P(. | x, m, y)``; the last
         keeps a row well defined when the model gives class ``y`` no mass.
         Annotators without labels are summarised over a fixed sample of up to
-        1,024 training instances.
+        1,024 training instances. ``annotator_accuracy_`` of an annotator with
+        labels is the mean support of its labels (:meth:`_consensus_accuracy`);
+        the diagonal sums give it for the others.
         """
         module = self.net_.module_.eval()
         counts = annotations.labels_per_annotator()

@@ -26,7 +26,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from ._annotators import annotator_indices, check_fitted_annotations
 from ._config import get_config
+from ._consensus import (
+    annotator_report_frame,
+    consensus_from_evidence,
+    label_quality_frame,
+    sample_labels,
+)
 from ._large_data import DatasetRows, read_crowd_dataset
 from ._nn import MLP, Dropout
 from ._random import initialize_, seeded_build
@@ -591,7 +598,9 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         ``w * P(. | x, m, y)`` and the unweighted ``P(. | x, m, y)``; the last
         keeps a row well defined when the model gives class ``y`` no mass.
         Annotators without labels are summarised over a fixed sample of up to
-        1,024 training instances.
+        1,024 training instances. ``annotator_accuracy_`` of an annotator with
+        labels is the mean support of its labels (:meth:`_consensus_accuracy`);
+        the diagonal sums give it for the others.
         """
         module = self.net_.module_.eval()
         counts = annotations.labels_per_annotator()
@@ -616,7 +625,8 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
                     )
                     self._add_pair_posteriors(sums, module, reference, pairs)
                 counts = np.where(unlabelled, n, counts)
-        self.annotator_confusion_, self.annotator_accuracy_ = sums.summaries(counts)
+        self.annotator_confusion_, model_accuracy = sums.summaries(counts)
+        self.annotator_accuracy_ = self._consensus_accuracy(X, annotations, model_accuracy)
 
     def _add_pair_posteriors(self, sums, module, X, annotations):
         """Add ``p(y | x)`` and ``P(z | x, a, y)`` of every observed pair to ``sums``, in float64.
@@ -731,8 +741,9 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-        annotators : array-like of int of shape (n_selected,), default=None
-            Column indices of the annotators to predict; all by default.
+        annotators : array-like of shape (n_selected,), default=None
+            The annotators to predict, by name (values of
+            ``annotator_names_``) or by column index; all by default.
 
         Returns
         -------
@@ -743,13 +754,8 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         X = self._validated_X(X)
         if annotators is None:
             annotators = np.arange(self.n_annotators_)
-        annotators = np.asarray(annotators)
-        if annotators.ndim != 1 or annotators.dtype.kind not in "iu":
-            raise ValueError("annotators must be a 1-D array of annotator column indices.")
-        if len(annotators) and (annotators.min() < 0 or annotators.max() >= self.n_annotators_):
-            raise ValueError(
-                f"annotators must lie in [0, {self.n_annotators_}); got {annotators.tolist()[:10]}."
-            )
+        else:
+            annotators = annotator_indices(annotators, self.annotator_names_)
         out = np.empty((len(X), len(annotators), len(self.classes_)), dtype=np.float32)
         selected = torch.from_numpy(annotators.astype(np.int64)).to(self.device_)
         rows_per_chunk = self._rows_per_pair_chunk(len(annotators))
@@ -812,6 +818,237 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         """
         return annotation_accuracy_score(
             Z, self.predict(X), missing_label=self.missing_label, sample_weight=sample_weight
+        )
+
+    # -- consensus, label quality and annotator reports ----------------------
+
+    def _consensus(self, X, annotations, posterior=True):
+        """Consensus posterior of every item and support of every label; the hook a method may override.
+
+        Here the model's posterior ``p(y | x, z) ∝ p(y | x) prod_m P(z_m | x,
+        m, y)`` (see :mod:`skannot._consensus`).
+
+        Parameters
+        ----------
+        X : Tensor of shape (n_samples, n_features)
+            Validated instances.
+        annotations : Annotations
+            Their observed labels, with fitted annotator and class indices.
+        posterior : bool, default=True
+            Compute the posterior; without it only the support, in memory
+            that does not grow with ``n_samples``.
+
+        Returns
+        -------
+        posterior : ndarray of shape (n_samples, n_classes) or None
+        support : ndarray of shape (n_labels,)
+        """
+        with torch.inference_mode():
+            log_prior = self._log_class_proba(X).double() if posterior else None
+            return consensus_from_evidence(annotations, self._label_evidence(X, annotations), log_prior)
+
+    def _label_evidence(self, X, annotations):
+        """``(lo, hi, log p(y | x), log P(z_j | x, m, y))`` of the labels at CSR positions ``lo:hi``."""
+        module = self.net_.module_.eval()
+        labels = torch.from_numpy(annotations.labels)
+        n_classes = len(self.classes_)
+        for (lo, hi), logits, embedding, annotators in self._observed_pairs(module, X, annotations):
+            log_prior = F.log_softmax(logits.float(), dim=1).double().cpu()
+            log_confusion = module.log_confusion(embedding, annotators).float()
+            columns = labels[lo:hi].to(log_confusion.device)[:, None, None].expand(-1, n_classes, 1)
+            yield lo, hi, log_prior, log_confusion.gather(2, columns)[:, :, 0].double().cpu()
+
+    def _consensus_accuracy(self, X, annotations, model_accuracy):
+        """Mean support of each annotator's labels; ``model_accuracy`` for annotators without labels."""
+        _, support = self._consensus(X, annotations, posterior=False)
+        counts = annotations.labels_per_annotator()
+        total = np.bincount(annotations.annotators, weights=support, minlength=self.n_annotators_)
+        return np.where(counts > 0, total / np.maximum(counts, 1), model_accuracy)
+
+    def _consensus_inputs(self, X, Z):
+        """Validated ``X`` and the annotations ``Z`` read against the fitted annotators and classes."""
+        check_is_fitted(self)
+        check_aligned_index(X, Z)
+        X_valid = self._validated_X(X)
+        return X_valid, check_fitted_annotations(self, Z, len(X_valid))
+
+    def predict_consensus_proba(self, X, Z):
+        """Posterior of each item's true class given its features and its observed annotations.
+
+        ``p(y | x, z) ∝ p(y | x) prod_m P(z_m | x, m, y)`` over the observed
+        labels ``z_m`` of the item, computed in log space and in chunks (the
+        memory grows with ``n_samples x n_classes`` and the number of labels,
+        not with the number of annotators). An item without labels gets
+        ``p(y | x)``, as :meth:`predict_proba` gives it. On the training items
+        the GT model has learned their labels already, so this posterior
+        leans on them more than an out-of-fold one would
+        (:func:`skannot.model_selection.cross_val_predict` gives those); see
+        ``docs/user_guide/cleaning.md`` for how the two compare.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Items, training or new ones.
+        Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
+            Their annotations by the fitted annotators, ``missing_label`` (or
+            NaN/None) where missing. A DataFrame's columns are matched to
+            ``annotator_names_`` by name (any order; annotators may be left
+            out); any other ``Z`` has one column per fitted annotator, in the
+            fitted order. Labels must be among ``classes_``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``; rows sum to 1.
+
+        Raises
+        ------
+        ValueError
+            If ``Z`` does not have one row per item, has other annotators
+            than the fit, or labels outside ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skannot import AnnotMixClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 3)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> Z = np.where(rng.random((100, 3)) < 0.8, y[:, None], 1 - y[:, None])
+        >>> clf = AnnotMixClassifier(max_epochs=3, random_state=0).fit(X, Z)
+        >>> clf.predict_consensus_proba(X, Z).shape
+        (100, 2)
+        """
+        X, annotations = self._consensus_inputs(X, Z)
+        return self._consensus(X, annotations)[0]
+
+    def predict_consensus(self, X, Z):
+        """Most probable true class of each item given its features and annotations.
+
+        The mode of :meth:`predict_consensus_proba` (ties go to the first
+        class of ``classes_``).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
+            As for :meth:`predict_consensus_proba`.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[self.predict_consensus_proba(X, Z).argmax(1)]
+
+    def label_quality(self, X, Z):
+        """How likely each observed annotation is correct, one row per label.
+
+        Sort by ``quality`` to list the labels most likely wrong first:
+        ``clf.label_quality(X, Z).sort_values("quality")``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
+            As for :meth:`predict_consensus_proba`.
+
+        Returns
+        -------
+        quality : DataFrame of shape (n_labels, 7)
+            One row per observed label, by item and then by annotator
+            column, with the columns
+
+            - ``sample``: the item, as the index label of ``X`` when it is a
+              DataFrame (else of ``Z`` when that is one), else its row
+              position;
+            - ``annotator``: the annotator's name (``annotator_names_``);
+            - ``label``: the label it gave;
+            - ``quality``: ``p(y = label | x, z)``, the consensus posterior's
+              probability that the label is correct, given the item's
+              features and all its labels;
+            - ``support``: the probability of the label's class from the
+              item's *other* labels alone (their likelihoods under the
+              annotator model and a uniform class prior; ``p(y = label |
+              x)`` when the item has no other label). The label's own
+              likelihood is left out, and so is the GT model, which has
+              learned the label during ``fit``: nothing that saw the label
+              vouches for it. ``annotator_accuracy_`` is its mean over an
+              annotator's training labels;
+            - ``consensus``: the item's consensus label
+              (:meth:`predict_consensus`);
+            - ``consensus_proba``: its posterior probability.
+
+            ``quality`` rather than ``support`` ranks the wrong labels best
+            (area under the ROC curve on Music Genres in
+            ``docs/user_guide/cleaning.md``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skannot import AnnotMixClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 3)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> Z = np.where(rng.random((100, 3)) < 0.8, y[:, None], 1 - y[:, None])
+        >>> clf = AnnotMixClassifier(max_epochs=3, random_state=0).fit(X, Z)
+        >>> table = clf.label_quality(X, Z)
+        >>> list(table.columns)
+        ['sample', 'annotator', 'label', 'quality', 'support', 'consensus', 'consensus_proba']
+        >>> len(table)  # one row per observed label
+        300
+        """
+        X_valid, annotations = self._consensus_inputs(X, Z)
+        posterior, support = self._consensus(X_valid, annotations)
+        samples = sample_labels(X, Z, len(X_valid))
+        return label_quality_frame(
+            posterior, support, annotations, self.classes_, self.annotator_names_, samples
+        )
+
+    def annotator_report(self, X, Z):
+        """A table of the annotators: labels given, estimated accuracy and agreement with the consensus.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        Z : array-like, DataFrame or scipy sparse matrix of shape (n_samples, n_annotators) or (n_samples,)
+            As for :meth:`predict_consensus_proba`; on the training data the
+            ``accuracy`` column equals ``annotator_accuracy_``.
+
+        Returns
+        -------
+        report : DataFrame of shape (n_annotators_, 4)
+            Indexed by ``annotator_names_`` (index name ``"annotator"``), in
+            the fitted order, with the columns
+
+            - ``n_labels``: the annotator's labels in ``Z``;
+            - ``accuracy``: the estimated fraction of them that are correct,
+              the mean ``support`` of :meth:`label_quality` over them;
+            - ``agreement``: the fraction of them equal to the item's
+              consensus label;
+            - ``fitted_accuracy``: ``annotator_accuracy_``, estimated on the
+              training data (also for annotators without labels in ``Z``).
+
+            ``accuracy`` and ``agreement`` are NaN for an annotator without
+            labels in ``Z``. Sort by ``accuracy`` to find the least reliable
+            annotators.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skannot import AnnotMixClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 3)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> Z = np.where(rng.random((100, 3)) < 0.8, y[:, None], 1 - y[:, None])
+        >>> clf = AnnotMixClassifier(max_epochs=3, random_state=0).fit(X, Z)
+        >>> clf.annotator_report(X, Z).columns.tolist()
+        ['n_labels', 'accuracy', 'agreement', 'fitted_accuracy']
+        """
+        X_valid, annotations = self._consensus_inputs(X, Z)
+        posterior, support = self._consensus(X_valid, annotations)
+        return annotator_report_frame(
+            posterior, support, annotations, self.annotator_names_, self.annotator_accuracy_
         )
 
 

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ._annotators import annotator_indices
+
 
 def _pyplot():
     try:
@@ -55,8 +57,10 @@ def plot_annotator_confusion(
         ``annotator_confusion_``), a pipeline ending in one, or the matrices
         themselves; entry ``[m, y, z]`` is
         ``P(z | y)`` for annotator ``m``.
-    annotators : array-like of int of shape (n_shown,), default=None
-        Indices of the annotators to draw, in this order; all by default.
+    annotators : array-like of shape (n_shown,), default=None
+        The annotators to draw, in this order, by name (values of
+        ``annotator_names``, or of the estimator's ``annotator_names_``) or
+        by index; all by default.
     true : array-like of shape (n_annotators, n_classes, n_classes), default=None
         True confusion matrices, e.g. from
         :func:`~skannot.datasets.simulate_annotators`. When given, each
@@ -103,15 +107,11 @@ def plot_annotator_confusion(
         true = np.asarray(true, dtype=float)
         if true.shape != confusion.shape:
             raise ValueError(f"true has shape {true.shape} but the estimated matrices {confusion.shape}.")
-    annotators = np.arange(n_annotators) if annotators is None else np.asarray(annotators)
-    if annotators.ndim != 1 or annotators.dtype.kind not in "iu" or len(annotators) == 0:
-        raise ValueError("annotators must be a non-empty 1-D array of annotator indices.")
-    if annotators.min() < 0 or annotators.max() >= n_annotators:
-        raise ValueError(f"annotators must lie in [0, {n_annotators}); got {annotators.tolist()[:10]}.")
     if classes is None:
         classes = getattr(estimator, "classes_", np.arange(n_classes))
     if annotator_names is None:
         annotator_names = getattr(estimator, "annotator_names_", np.arange(n_annotators))
+    annotators = _selected(annotators, annotator_names, n_annotators)
     if annotate is None:
         annotate = n_classes <= 6
 
@@ -156,7 +156,19 @@ def plot_annotator_confusion(
     return fig
 
 
-def plot_annotator_accuracy(estimated, true=None, *, annotator_names=None, ax=None):
+def _selected(annotators, annotator_names, n_annotators):
+    """Indices of the annotators to draw: all, or those named or indexed by ``annotators``."""
+    if annotators is None:
+        return np.arange(n_annotators)
+    if len(annotator_names) != n_annotators:
+        raise ValueError(f"annotator_names has {len(annotator_names)} entries for {n_annotators} annotators.")
+    selected = annotator_indices(annotators, annotator_names)
+    if len(selected) == 0:
+        raise ValueError("annotators must be a non-empty 1-D list of annotator names or indices.")
+    return selected
+
+
+def plot_annotator_accuracy(estimated, true=None, *, annotators=None, annotator_names=None, ax=None):
     """Estimated annotator accuracies, against the true ones when known.
 
     Parameters
@@ -168,6 +180,9 @@ def plot_annotator_accuracy(estimated, true=None, *, annotator_names=None, ax=No
         True accuracies. Without them the plot is a bar chart per annotator;
         with them a scatter plot of estimated against true accuracy with the
         diagonal and Pearson's correlation in the title.
+    annotators : array-like of shape (n_shown,), default=None
+        The annotators to draw, in this order, by name or by index; all by
+        default.
     annotator_names : array-like of shape (n_annotators,), default=None
         Annotator labels; the estimator's ``annotator_names_`` or the indices.
     ax : matplotlib.axes.Axes, default=None
@@ -192,6 +207,14 @@ def plot_annotator_accuracy(estimated, true=None, *, annotator_names=None, ax=No
         raise ValueError(f"Expected accuracies of shape (n_annotators,); got {accuracy.shape}.")
     if annotator_names is None:
         annotator_names = getattr(estimator, "annotator_names_", np.arange(len(accuracy)))
+    if true is not None:
+        true = np.asarray(true, dtype=float)
+        if true.shape != accuracy.shape:
+            raise ValueError(f"true has shape {true.shape} but the estimated accuracies {accuracy.shape}.")
+    shown = _selected(annotators, annotator_names, len(accuracy))
+    accuracy, annotator_names = accuracy[shown], np.asarray(annotator_names, dtype=object)[shown]
+    if true is not None:
+        true = true[shown]
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(accuracy) + 2), 4) if true is None else (4.5, 4.5))
     if true is None:
@@ -201,9 +224,6 @@ def plot_annotator_accuracy(estimated, true=None, *, annotator_names=None, ax=No
         ax.set_ylabel("estimated accuracy")
         ax.set_ylim(0, 1)
         return ax
-    true = np.asarray(true, dtype=float)
-    if true.shape != accuracy.shape:
-        raise ValueError(f"true has shape {true.shape} but the estimated accuracies {accuracy.shape}.")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
     ax.scatter(true, accuracy, color="tab:blue", zorder=2)
     for name, x, y in zip(annotator_names, true, accuracy):

@@ -67,8 +67,14 @@ def test_beats_majority_vote_and_ranks_annotators(fitted, crowd_data):
     assert annot_mix >= majority + 0.04, (annot_mix, majority)
 
     observed = Z >= 0
-    true_accuracy = [np.mean(Z[observed[:, m], m] == y[observed[:, m]]) for m in range(Z.shape[1])]
-    assert spearmanr(true_accuracy, fitted.annotator_accuracy_).statistic >= 0.9
+    true_accuracy = np.array([np.mean(Z[observed[:, m], m] == y[observed[:, m]]) for m in range(Z.shape[1])])
+    assert spearmanr(true_accuracy, fitted.annotator_accuracy_).statistic >= 0.85
+    # Every pair of annotators whose true accuracies differ by more than 0.05 is in the right order
+    # (two of them are 0.51 and 0.52 here, within the noise of their 300 labels).
+    apart = np.abs(true_accuracy[:, None] - true_accuracy[None, :]) > 0.05
+    true_order = np.sign(true_accuracy[:, None] - true_accuracy[None, :])
+    estimated = fitted.annotator_accuracy_
+    np.testing.assert_array_equal(np.sign(estimated[:, None] - estimated[None, :])[apart], true_order[apart])
     estimated_diagonal = np.diagonal(fitted.annotator_confusion_, axis1=1, axis2=2)
     assert np.abs(estimated_diagonal - np.diagonal(confusion, axis1=1, axis2=2)).mean() < 0.15
 
@@ -263,7 +269,7 @@ def test_simulated_annotators_follow_their_confusion_matrices():
             np.testing.assert_allclose(empirical, confusion[m, c], atol=0.03)
 
 
-def test_annotator_confusion_is_the_posterior_weighted_mean_over_labelled_instances(fitted, crowd_data):
+def test_annotator_confusion_is_the_posterior_weighted_mean_and_accuracy_the_mean_support(fitted, crowd_data):
     X, _, Z, _ = crowd_data
     module = fitted.net_.module_.eval()
     with torch.no_grad():
@@ -279,7 +285,6 @@ def test_annotator_confusion_is_the_posterior_weighted_mean_over_labelled_instan
         weights = class_proba[rows]
         expected = np.einsum("iy,iyz->yz", weights, confusion[rows, m]) / weights.sum(0)[:, None]
         np.testing.assert_allclose(fitted.annotator_confusion_[m], expected, rtol=1e-4, atol=1e-6)
-        accuracy = (
-            np.einsum("iy,iy->", weights, np.diagonal(confusion[rows, m], axis1=1, axis2=2)) / rows.sum()
-        )
-        assert fitted.annotator_accuracy_[m] == pytest.approx(accuracy, rel=1e-5)
+    # The accuracy is the mean support of the annotator's labels (see test_consensus.py for the support).
+    support = fitted.label_quality(X, Z).groupby("annotator")["support"].mean()
+    np.testing.assert_allclose(fitted.annotator_accuracy_, support.loc[np.arange(6)], rtol=1e-6)

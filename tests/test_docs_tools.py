@@ -80,3 +80,11 @@ def test_every_example_has_a_current_full_run_for_the_site():
     root = TOOLS.parent
     stale = [p.name for p in sorted((root / "examples").glob("*.py")) if examples.stored(p, root) is None]
     assert not stale, f"run `python tools/mkdocs_examples.py {' '.join(stale)}` to store their full runs"
+
+
+def test_the_family_docstring_placeholders_are_filled_in():
+    pytest.importorskip("griffe")
+    numpydoc = load("griffe_numpydoc")
+    text = numpydoc.to_markdown("Parameters\n----------\nalpha : float\n    Mixing.\n{shared_parameters}\n")
+    assert "{shared_parameters}" not in text
+    assert "\nhidden_sizes : tuple of int, default=(256, 128)\n    Hidden layer widths" in text

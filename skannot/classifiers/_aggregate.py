@@ -10,9 +10,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.nn import functional as F
 
-from .._aggregation import annotator_confusion, dawid_skene, majority_vote_labels
+from .._aggregation import annotator_confusion, dawid_skene, majority_vote_labels, vote_posteriors
 from .._base import BaseCrowdClassifier
+from .._consensus import consensus_from_evidence, vote_consensus
 from .._nn import CrowdModule, mix_pairs
+from .._training import inference_chunks
 from .._validation import Annotations
 
 
@@ -89,8 +91,28 @@ class AggregateClassifier(BaseCrowdClassifier):
         (with 0.01 pseudo-counts per cell). These matrices are fixed; the
         GT model does not change them.
     annotator_accuracy_ : ndarray of shape (n_annotators_,)
-        ``mean_x sum_y p(y | x) A_m[y, y]`` over the instances annotator
-        ``m`` labelled, with ``p(y | x)`` from the trained GT model.
+        Estimated fraction of each annotator's training labels that are
+        correct: the mean, over its labels, of their ``support`` (see
+        :meth:`label_quality`) under the aggregation, i.e. the share of the
+        item's other labels that agree (majority vote) or the Dawid-Skene
+        posterior of the label's class from the item's other labels under a
+        uniform class prior; where an item has no other label, its prior:
+        ``p(y = z | x)`` of the GT model for majority vote,
+        ``class_prior_[z]`` for Dawid-Skene. For an annotator without labels,
+        ``mean_x sum_y p(y | x) A_m[y, y]`` over up to 1,024 training
+        instances.
+    class_prior_ : ndarray of shape (n_classes,)
+        Class proportions of the aggregation: the Dawid-Skene priors, or the
+        mean vote shares of the labelled instances for majority vote.
+
+    Notes
+    -----
+    The consensus of :meth:`predict_consensus_proba` (and the ``quality``
+    of :meth:`label_quality`) is the aggregation's own posterior, which does
+    not read the features: the vote shares of an item's labels for majority
+    vote, and for Dawid-Skene ``class_prior_[y] prod_m A_m[y, z_m]`` with the
+    fitted confusion matrices ``A`` (``annotator_confusion_``). Items
+    without labels get ``p(y | x)`` of the GT model.
 
     References
     ----------
@@ -128,9 +150,11 @@ class AggregateClassifier(BaseCrowdClassifier):
         if self.aggregation == "dawid_skene":
             result = dawid_skene(annotations, n_classes)
             labels, confusion = result.posteriors.argmax(1), result.confusion
+            self.class_prior_ = result.priors
         else:
             labels = majority_vote_labels(annotations, n_classes, check_random_state(self.random_state))
             confusion = annotator_confusion(annotations, np.eye(n_classes)[labels], n_classes)
+            self.class_prior_ = vote_posteriors(annotations, n_classes).mean(0)
         self._aggregated_confusion = confusion
         n = annotations.n_samples
         return Annotations(np.arange(n + 1), np.zeros(n, dtype=np.int64), labels.astype(np.int64), 1)
@@ -143,3 +167,29 @@ class AggregateClassifier(BaseCrowdClassifier):
         confusion = torch.as_tensor(np.log(self.__dict__.pop("_aggregated_confusion")))
         module.log_confusion_table.copy_(confusion)
         return {"alpha": self.alpha}
+
+    def _consensus(self, X, annotations, posterior=True):
+        """The aggregation's posterior: vote shares, or Dawid-Skene's with its fitted parameters.
+
+        Parameters and returns as for :meth:`BaseCrowdClassifier._consensus`.
+        """
+        with torch.inference_mode():
+            majority = self.aggregation == "majority_vote"
+            log_prior = self._log_class_proba(X).double() if posterior or majority else None
+            if majority:
+                return vote_consensus(log_prior, annotations, len(self.classes_))
+            # Labelled items get class_prior_ from the chunks; log_prior stays for the others.
+            return consensus_from_evidence(annotations, self._table_evidence(annotations), log_prior)
+
+    def _table_evidence(self, annotations):
+        """``(lo, hi, log class_prior_, log A_m[:, z])`` of the labels at CSR positions ``lo:hi``."""
+        table = self.net_.module_.log_confusion_table.double().cpu()
+        log_prior = torch.from_numpy(np.log(self.class_prior_))
+        annotators = torch.from_numpy(annotations.annotators)
+        labels = torch.from_numpy(annotations.labels)
+        indptr = annotations.indptr
+        rows_per_chunk = self._rows_per_pair_chunk(int(np.diff(indptr).max(initial=0)))
+        for start, stop in inference_chunks(annotations.n_samples, rows_per_chunk):
+            lo, hi = int(indptr[start]), int(indptr[stop])
+            if lo < hi:
+                yield lo, hi, log_prior.expand(hi - lo, -1), table[annotators[lo:hi], :, labels[lo:hi]]

@@ -284,8 +284,18 @@ class AnnotMixClassifier(BaseCrowdClassifier):
         (the mean of the learned annotator embeddings), summarised over up to
         1,024 training instances. Rows sum to 1.
     annotator_accuracy_ : ndarray of shape (n_annotators_,)
-        Estimated probability that each annotator's label is correct on the
-        instances it labelled: ``mean_x sum_y p(y | x) P(z = y | x, m, y)``.
+        Estimated fraction of each annotator's training labels that are
+        correct: the mean, over its labels ``z``, of their ``support`` (see
+        :meth:`label_quality`), the probability of class ``z`` given the
+        item's *other* labels under the annotator model and a uniform class
+        prior (``p(y = z | x)`` where the item has no other label). Neither
+        the label's own likelihood nor ``p(y | x)``, which has learned the
+        label, enters, so an annotator does not vouch for itself; on Music
+        Genres this ranks annotators better than the model's expected
+        accuracy ``mean_x sum_y p(y | x) P(z = y | x, m, y)`` and than
+        agreement with majority vote (``docs/user_guide/cleaning.md``). For
+        an annotator without labels it is that expected accuracy over up to
+        1,024 training instances.
     sparse_annotator_updates_ : bool
         Whether the annotator table was trained with sparse updates (the
         resolved ``sparse_annotator_updates``).

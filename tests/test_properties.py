@@ -118,3 +118,50 @@ def test_validation_keeps_every_observed_label_once(problem):
     assert np.all((annotations.annotators >= 0) & (annotations.annotators < annotations.n_annotators))
     key = annotations.samples * annotations.n_annotators + annotations.annotators
     assert np.all(np.diff(key) > 0), "labels must be in CSR order with one label per (sample, annotator)"
+
+
+@st.composite
+def family_fits(draw):
+    """A random estimator of the family with random small data and random, possibly absurd, settings."""
+    from skannot._testing import ESTIMATORS
+
+    cls = draw(st.sampled_from(ESTIMATORS))
+    n_samples = draw(st.integers(2, 12))
+    n_annotators = draw(st.integers(1, 4))
+    n_classes = draw(st.integers(2, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    Z = rng.integers(0, n_classes, (n_samples, n_annotators))
+    Z[rng.random(Z.shape) < draw(st.sampled_from([0.0, 0.3, 0.7]))] = -1
+    scale = draw(st.sampled_from([1.0, 1.0, 1e10, 1e29]))
+    X = (rng.normal(size=(n_samples, draw(st.integers(1, 3)))) * scale).astype(np.float32)
+    params = {
+        "max_epochs": draw(st.integers(1, 2)),
+        "hidden_sizes": (4,),
+        "batch_size": draw(st.sampled_from([2, 3, 64])),
+        "batch_norm": draw(st.booleans()),
+        "dropout": draw(st.sampled_from([0.0, 0.5])),
+        "lr": draw(st.sampled_from([1e-3, 1e-2, 1.0, 1e6, 1e30])),
+        "random_state": 0,
+    }
+    if "alpha" in cls().get_params():
+        params["alpha"] = draw(st.sampled_from([0.0, 0.5, 1.0]))
+    return cls, X, Z, params
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(family_fits())
+def test_fit_raises_or_gives_finite_outputs(problem):
+    """Whatever the data and settings, a fit raises a clear error or every output is finite."""
+    from skannot.exceptions import TrainingDivergedError
+
+    cls, X, Z, params = problem
+    clf = cls(**small_settings(cls, **params))
+    try:
+        clf.fit(X, Z)
+    except (ValueError, TypeError, TrainingDivergedError):
+        assert not hasattr(clf, "net_")
+        return
+    assert np.isfinite(clf.predict_proba(X)).all()
+    assert np.isfinite(clf.annotator_confusion_).all() and np.isfinite(clf.annotator_accuracy_).all()
+    assert np.isfinite(clf.predict_consensus_proba(X, Z)).all()
+    assert np.isfinite(clf.label_quality(X, Z)["quality"].to_numpy()).all()

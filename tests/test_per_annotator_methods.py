@@ -343,3 +343,25 @@ def test_geo_crowd_net_trains_through_batches_whose_log_determinant_is_not_finit
     clf = GeoCrowdNetClassifier(hidden_sizes=(8,), max_epochs=2, batch_size=299, random_state=0).fit(X, Z)
     assert clf.history_[-1, "train_batch_count"] == 3
     assert np.isfinite(clf.history_[:, "train_loss"]).all()
+
+
+def test_crowd_layer_projected_loss_equals_the_per_pair_loss():
+    """Few annotators: p @ W for every (instance, annotator) at once gives the per-pair loss and gradients."""
+    from skannot._nn import MLP
+    from skannot._nn._base import CrowdModule
+    from skannot.classifiers._crowd_layer import CrowdLayerModule
+
+    torch.manual_seed(0)
+    module = CrowdLayerModule(MLP(4, 3, (5,), dropout=0.0, batch_norm=False), n_annotators=2, n_classes=3)
+    with torch.no_grad():
+        module.confusion.weight.normal_()
+    x = torch.randn(6, 4)
+    rows = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 5])
+    annotators = torch.tensor([0, 1, 1, 0, 0, 1, 1, 0, 1])
+    labels = torch.tensor([2, 0, 1, 1, 0, 2, 2, 1, 0])
+    fast, _ = module.training_loss(x, rows, annotators, labels)
+    fast_grad = torch.autograd.grad(fast, module.confusion.weight)[0]
+    plain, _ = CrowdModule.training_loss(module, x, rows, annotators, labels)
+    plain_grad = torch.autograd.grad(plain, module.confusion.weight)[0]
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(fast_grad, plain_grad)

@@ -41,6 +41,26 @@ class CrowdLayerModule(ConfusionTableModule):
         annotation_logits = (class_proba[:, :, None] * self.confusion(annotators)).sum(1)
         return annotation_logits - torch.logsumexp(annotation_logits, dim=1, keepdim=True)
 
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+        """Cross-entropy of the observed labels under ``softmax(p @ W[a])``.
+
+        The same loss as the base class's from :meth:`annotation_log_proba`.
+        With fewer annotators than pairs in the batch, ``p @ W[m]`` is
+        computed for every instance and annotator in one matrix product
+        (B x C times C x M C) and the pairs' rows are gathered from it, which
+        costs less than gathering a C x C matrix per pair and its backward
+        scatter; otherwise per pair.
+        """
+        weight = self.confusion.weight
+        n_annotators, n_classes = weight.shape[0], weight.shape[1]
+        if n_annotators >= len(rows):
+            return super().training_loss(x, rows, annotators, labels)
+        logits = self.gt_model(x)[0]
+        class_proba = F.softmax(logits.float(), dim=1)  # (B, C)
+        table = weight.permute(1, 0, 2).reshape(n_classes, n_annotators * n_classes)
+        every = (class_proba @ table).view(len(x), n_annotators, n_classes)  # p @ W[m] for all (i, m)
+        return F.cross_entropy(every[rows, annotators], labels), logits
+
 
 class CrowdLayerClassifier(BaseCrowdClassifier):
     """Classifier trained on noisy labels from several annotators with a crowd layer.

@@ -32,6 +32,12 @@ Variants:
 Usage::
 
     SKANNOT_DATA=../shared/data python benchmarks/ablation.py --rounds 16 --epochs 8
+    python benchmarks/ablation.py --annotators 5000 --rounds 8 --epochs 2
+
+``--annotators M`` replaces Music Genres with ``speed.synthetic`` data (20,000
+samples, 3 labels each from M annotators): with many annotators the
+annotator table outweighs the networks, the table trains with sparse updates
+and ``row_sparse_adam`` applies.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from skannot._training import PairBatchIterator
 from skannot.classifiers._annot_mix import AnnotMixModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import fit_skannot, machine, music_genres, table  # noqa: E402
+from speed import fit_skannot, machine, music_genres, synthetic, table  # noqa: E402
 
 
 @contextmanager
@@ -102,9 +108,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--annotators", type=int, default=None, help="synthetic data with M annotators")
+    parser.add_argument("--samples", type=int, default=20_000, help="samples of the synthetic data")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    X, Z = music_genres(args.data)
+    if args.annotators is None:
+        X, Z = music_genres(args.data)
+        title = "Music Genres"
+    else:
+        X, Z = synthetic(args.samples, args.annotators)
+        title = f"synthetic, {args.samples:,} samples, {args.annotators:,} annotators, 3 labels per sample"
     fit_skannot(X, Z, 0, epochs=1)  # the first fit of a process pays one-off imports
     names = ["default", *(name for name in args.variants if name != "default")]
     seconds = {name: [] for name in names}
@@ -131,7 +144,7 @@ def main():
     print()
     print(
         table(
-            f"Music Genres, {args.epochs} epochs per fit, medians over {args.rounds} alternating rounds",
+            f"{title}, {args.epochs} epochs per fit, medians over {args.rounds} alternating rounds",
             ["variant", "fit CPU s", "paired difference s", "relative"],
             rows,
         )

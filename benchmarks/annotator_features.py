@@ -16,7 +16,8 @@ training annotators' labels of the training items: one-hot annotators
 2. ``test_acc``: ground-truth accuracy on the test items.
 3. ``confusion_mae``: mean absolute error of the held-out annotators'
    estimated confusion matrices (``predict_annotator_confusion`` over the test
-   items; the one-hot model's average annotator) against the true ones.
+   items: for the one-hot model, that of its average annotator) against the
+   true ones.
 
 Regimes: ``few`` (about 2 labels per training annotator), ``many`` (about 60)
 and ``few, noisy features`` (the numeric trait observed with noise of standard
@@ -86,7 +87,7 @@ def run_one(skill, regime, seed):
         ).fit(X_train, Z_train)
         if representation == "embedding":
             proba = clf.predict_annotator_proba(X_test, annotators=np.flatnonzero(held_out))
-            confusion = clf.annotator_confusion_[held_out]
+            confusion = clf.predict_annotator_confusion(X_test)[held_out]
         else:
             proba = clf.predict_annotator_proba(X_test, annotator_features=new)
             confusion = clf.predict_annotator_confusion(X_test, annotator_features=new)

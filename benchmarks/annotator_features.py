@@ -19,9 +19,11 @@ training annotators' labels of the training items: one-hot annotators
    items: for the one-hot model, that of its average annotator) against the
    true ones.
 
-Regimes: ``few`` (about 2 labels per training annotator), ``many`` (about 60)
+Regimes: ``few`` (about 2 labels per training annotator), ``many`` (about 75)
 and ``few, noisy features`` (the numeric trait observed with noise of standard
-deviation 0.5, plus 4 uninformative columns). Run: ``python
+deviation 0.5, plus 4 uninformative columns) and ``few, shuffled features``
+(each annotator gets another annotator's features, so they carry no
+information about it). Run: ``python
 benchmarks/annotator_features.py [--seeds N] [--write]``; ``--write`` puts the
 table into ``docs/user_guide/annotator_features.md``.
 """
@@ -42,11 +44,12 @@ from skannot.datasets import simulate_feature_annotators
 
 N_CLASSES = 6
 N_TRAIN, N_TEST = 1000, 1000
-#: name -> (annotators, labels per sample, feature noise, noise columns)
+#: name -> (annotators, labels per sample, feature noise, noise columns, shuffled feature rows)
 REGIMES = {
-    "few": (1000, 2, 0.0, 0),
-    "many": (40, 3, 0.0, 0),
-    "few, noisy features": (1000, 2, 0.5, 4),
+    "few": (1000, 2, 0.0, 0, False),
+    "many": (40, 3, 0.0, 0, False),
+    "few, noisy features": (1000, 2, 0.5, 4, False),
+    "few, shuffled features": (1000, 2, 0.0, 0, True),
 }
 MODELS = {"one-hot": "embedding", "features": "features", "features+correction": "features+embedding"}
 SETTINGS = {"max_epochs": 30, "hidden_sizes": (64,), "annotator_embed_dim": 32, "annotator_hidden_size": 32}
@@ -55,7 +58,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "user_guide" / "annotator_f
 
 
 def run_one(skill, regime, seed):
-    n_annotators, per_sample, noise, noise_columns = REGIMES[regime]
+    n_annotators, per_sample, noise, noise_columns, shuffled = REGIMES[regime]
     X, y = make_classification(
         n_samples=N_TRAIN + N_TEST, n_features=10, n_informative=6, n_redundant=0,
         n_classes=N_CLASSES, n_clusters_per_class=1, class_sep=1.5, random_state=seed,
@@ -73,6 +76,8 @@ def run_one(skill, regime, seed):
     Z_train[:, held_out] = -1  # held-out annotators: columns without labels
     X_train, X_test, y_test = X[:N_TRAIN], X[N_TRAIN:], y[N_TRAIN:]
     features = crowd.annotator_features
+    if shuffled:  # features of other annotators: they say nothing about this one
+        features = features.iloc[rng.permutation(n_annotators)].set_axis(features.index)
     new = features[held_out]
     test_rows, test_cols = np.nonzero(Z[N_TRAIN:][:, held_out] >= 0)
     test_labels = Z[N_TRAIN:][:, held_out][test_rows, test_cols]

@@ -353,8 +353,9 @@ class AnnotatorFeaturesMixin:
         annotators : array-like of shape (n_selected,), default=None
             Fitted annotators to predict, by name (values of
             ``annotator_names_``) or by column index; all by default.
-        annotator_features : array-like or DataFrame of shape (n_selected, n_annotator_features_in_)
-            Features of the annotators to predict instead, e.g. annotators
+        annotator_features : array-like or DataFrame, default=None
+            Of shape (n_selected, n_annotator_features_in_): features of the
+            annotators to predict instead, e.g. annotators
             who labelled nothing in training, encoded as at fit (a DataFrame
             needs the fitted columns; its index is not read). Needs a fit
             with ``annotator_features``; not together with ``annotators``.
@@ -423,8 +424,9 @@ class AnnotatorFeaturesMixin:
         X : array-like or DataFrame of shape (n_samples, n_features)
             Instances to average over (e.g. the training items, or the
             items to be labelled).
-        annotator_features : array-like or DataFrame of shape (n_selected, n_annotator_features_in_)
-            Features of the annotators, as for :meth:`predict_annotator_proba`;
+        annotator_features : array-like or DataFrame, default=None
+            Of shape (n_selected, n_annotator_features_in_): features of the
+            annotators, as for :meth:`predict_annotator_proba`;
             the fitted annotators (``n_selected = n_annotators_``) by default.
 
         Returns
@@ -450,7 +452,7 @@ class AnnotatorFeaturesMixin:
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-        annotator_features : array-like or DataFrame of shape (n_selected, n_annotator_features_in_)
+        annotator_features : array-like or DataFrame, default=None
             As for :meth:`predict_annotator_confusion`.
 
         Returns

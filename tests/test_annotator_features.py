@@ -449,3 +449,15 @@ def test_simulation_options_and_seeding():
 def test_simulation_refuses_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         simulate_feature_annotators(np.arange(30) % 3, **{"n_annotators": 10, **kwargs})
+
+
+def test_accelerated_classifier_takes_features(data):
+    accelerate = pytest.importorskip("accelerate")
+    from skannot import AcceleratedAnnotMixClassifier
+
+    X, Z, A = data
+    clf = AcceleratedAnnotMixClassifier(
+        accelerator=accelerate.Accelerator(cpu=True), **SMALL, annotator_features=A, random_state=0
+    ).fit(X, Z)
+    assert clf.annotator_representation_ == "features" and not clf.sparse_annotator_updates_
+    assert clf.predict_annotator_proba(X[:2], annotator_features=A[:1]).shape == (2, 1, 3)

@@ -362,7 +362,9 @@ class AnnotMixClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):
         ``predict_annotator_confusion`` and ``predict_annotator_accuracy``
         take ``annotator_features=`` of new annotators. Triple mixup mixes
         the feature vectors with the same weight as the instances and
-        labels, as the paper mixes one-hot annotator vectors.
+        labels, as the paper mixes one-hot annotator vectors. The paper has
+        one-hot annotators only; features are skannot's extension, measured
+        in ``docs/user_guide/annotator_features.md``.
     annotator_representation : {"auto", "embedding", "features", "features+embedding"}, default="auto"
         Where the AP head's annotator vector comes from. ``"embedding"``: a
         free learned vector per annotator (the paper's model; an annotator

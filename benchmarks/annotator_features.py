@@ -145,8 +145,8 @@ def main():
     if args.write:
         page = DOC.read_text()
         marked = re.sub(
-            r"(<!-- benchmark:start -->\n).*?(\n<!-- benchmark:end -->)",
-            lambda m: m[1] + text + m[2],
+            r"(<!-- benchmark:start -->\n).*?(<!-- benchmark:end -->)",
+            lambda m: m[1] + text + "\n" + m[2],
             page,
             flags=re.S,
         )

@@ -387,7 +387,8 @@ class AnnotMixClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):
         training instances annotator ``m`` labelled, weighted by the estimated
         posterior ``p(y | x)``, so its cost grows with the number of labels.
         An annotator without labels is modelled as the average annotator
-        (the mean of the learned annotator embeddings), summarised over up to
+        (the mean of the learned annotator embeddings), or with
+        ``annotator_features`` from its own features, summarised over up to
         1,024 training instances. Rows sum to 1.
     annotator_accuracy_ : ndarray of shape (n_annotators_,)
         Estimated fraction of each annotator's training labels that are

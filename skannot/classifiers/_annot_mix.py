@@ -154,7 +154,8 @@ class AnnotMixModule(CrowdModule):
                 self.annotator_embedding = AnnotatorCorrection(n_annotators, annotator_dim)
         self.annotator_head = AnnotatorHead(instance_dim, annotator_dim, hidden_size, n_classes, eta)
         self.loss = AnnotMixLoss()
-        # Annotators with training labels; the others are predicted as the average annotator.
+        # Annotators with training labels; the others are predicted as the average annotator
+        # (with features: from their own features, plus the mean correction).
         self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
 
     def mark_labelled_annotators(self, labelled):

@@ -476,7 +476,8 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
         plain = super()._build_net(module, device, seed)
         # DDP averages dense gradients only (NCCL has no sparse all-reduce): the "auto"
         # choice of sparse annotator updates falls back to dense ones.
-        module.annotator_embedding.sparse = False
+        if hasattr(module, "annotator_embedding"):  # none with annotator_representation="features"
+            module.annotator_embedding.sparse = False
         self.sparse_annotator_updates_ = False
         params = {key: value for key, value in plain.get_params(deep=False).items() if key[0] != "_"}
         params.update(

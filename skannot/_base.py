@@ -258,6 +258,13 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         self.compile = compile
         self.callbacks = callbacks
         unknown = [key for key in kwargs if not key.startswith(PREFIXES)]
+        if "annotator_features" in unknown:
+            raise TypeError(
+                f"{type(self).__name__} got annotator_features, but its annotator model is a free "
+                "confusion matrix per annotator (or, for aggregation, no annotator model), which cannot "
+                "be computed from features; "
+                "AnnotMixClassifier(annotator_features=...) learns annotators from their features."
+            )
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; nested "

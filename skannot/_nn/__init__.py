@@ -1,11 +1,14 @@
 """Torch building blocks: GT backbones, annotator heads and the module protocol of the family."""
 
+from ._annotators import AnnotatorCorrection, AnnotatorFeatureMap
 from ._base import ConfusionTableModule, CrowdModule
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
 from ._mlp import MLP, Dropout, mix, mix_pairs, swap_class
 
 __all__ = [
     "MLP",
+    "AnnotatorCorrection",
+    "AnnotatorFeatureMap",
     "AnnotatorHead",
     "ConfusionTable",
     "ConfusionTableModule",

@@ -9,9 +9,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
+from .._annotator_features import REPRESENTATIONS, AnnotatorFeaturesMixin
 from .._base import BaseCrowdClassifier
 from .._fast import ProbabilitySpaceLoss, label_columns
-from .._nn import AnnotatorHead, CrowdModule, mix, mix_pairs
+from .._nn import AnnotatorCorrection, AnnotatorFeatureMap, AnnotatorHead, CrowdModule, mix, mix_pairs
 
 
 class AnnotMixLoss(nn.Module):
@@ -97,7 +98,7 @@ class AnnotMixLoss(nn.Module):
 
 
 class AnnotMixModule(CrowdModule):
-    """GT model, annotator embedding table and AP head in one module.
+    """GT model, annotator representation and AP head in one module.
 
     Parameters
     ----------
@@ -111,46 +112,119 @@ class AnnotMixModule(CrowdModule):
     n_classes : int
         Number of classes C.
     annotator_dim : int, default=128
-        Size E of the annotator embedding.
+        Size E of the annotator representation.
     hidden_size : int, default=128
         Width of the AP head's hidden layer.
     eta : float, default=0.9
         Initial diagonal of the confusion matrices.
+    annotator_features : Tensor of shape (M, K), optional
+        Encoded features of the annotators; required by the feature
+        representations.
+    representation : {"embedding", "features", "features+embedding"}, default="embedding"
+        Where an annotator's vector comes from: a free row per annotator
+        (``annotator_embedding``, the paper's model), an affine map of its
+        features (:class:`~skannot._nn.AnnotatorFeatureMap`), or that map
+        plus a per-annotator correction that starts at zero
+        (:class:`~skannot._nn.AnnotatorCorrection`, then the
+        ``annotator_embedding``).
     """
 
     supports_mixup = True
 
     def __init__(
-        self, gt_model, n_annotators, instance_dim, n_classes, annotator_dim=128, hidden_size=128, eta=0.9
+        self,
+        gt_model,
+        n_annotators,
+        instance_dim,
+        n_classes,
+        annotator_dim=128,
+        hidden_size=128,
+        eta=0.9,
+        annotator_features=None,
+        representation="embedding",
     ):
         super().__init__(gt_model)
-        self.annotator_embedding = nn.Embedding(n_annotators, annotator_dim)
+        self.n_annotators = n_annotators
+        self.representation = representation
+        if representation == "embedding":
+            self.annotator_embedding = nn.Embedding(n_annotators, annotator_dim)
+        else:
+            self.annotator_feature_map = AnnotatorFeatureMap(annotator_features, annotator_dim)
+            if representation == "features+embedding":
+                self.annotator_embedding = AnnotatorCorrection(n_annotators, annotator_dim)
         self.annotator_head = AnnotatorHead(instance_dim, annotator_dim, hidden_size, n_classes, eta)
         self.loss = AnnotMixLoss()
-        # Annotators with training labels; the others are predicted as the average annotator.
+        # Annotators with training labels; the others are predicted as the average annotator
+        # (with features: from their own features, plus the mean correction).
         self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
 
     def mark_labelled_annotators(self, labelled):
         self.labelled.copy_(labelled)
 
+    def annotator_rows(self, annotators):
+        """Training representation (P, E) of ``annotators`` (P,): every annotator reads its own vector."""
+        if self.representation == "embedding":
+            return self.annotator_embedding(annotators)
+        vectors = self.annotator_feature_map(annotators)
+        if self.representation == "features+embedding":
+            vectors = vectors + self.annotator_embedding(annotators)
+        return vectors
+
+    def annotator_table(self):
+        """Training representation (M, E) of all annotators."""
+        if self.representation == "embedding":
+            return self.annotator_embedding.weight
+        table = self.annotator_feature_map.table()
+        if self.representation == "features+embedding":
+            table = table + self.annotator_embedding.weight
+        return table
+
     def annotator_vectors(self, annotators):
-        """Embeddings (P, E) of ``annotators`` (P,); one without labels gets the mean embedding."""
+        """Representations (P, E) of ``annotators`` (P,) for prediction.
+
+        An annotator without labels gets the mean embedding of the labelled
+        ones; with features, its own features' vector (plus the mean
+        correction of the labelled annotators).
+        """
+        if self.representation == "features":
+            return self.annotator_feature_map(annotators)
         vectors = self.annotator_embedding(annotators)
         if not bool(self.labelled.all()):
             mean = self.annotator_embedding.weight[self.labelled].mean(0)
             vectors = torch.where(self.labelled[annotators, None], vectors, mean)
+        if self.representation == "features+embedding":
+            vectors = vectors + self.annotator_feature_map(annotators)
         return vectors
 
+    def new_annotator_vectors(self, features):
+        """Representations (N, E) of annotators not in training, from their encoded features (N, K).
+
+        Raises
+        ------
+        ValueError
+            With the ``"embedding"`` representation, which has no features.
+        """
+        if self.representation == "embedding":
+            raise ValueError("An annotator embedding cannot represent new annotators; fit with features.")
+        vectors = self.annotator_feature_map.encode(features)
+        if self.representation == "features+embedding":
+            vectors = vectors + self.annotator_embedding.mean_row(self.labelled)
+        return vectors
+
+    def log_confusion_of(self, embedding, vectors):
+        """``log P(z | x, a, y)`` (P, C, C) from instance embeddings (P, D) and annotator vectors (P, E)."""
+        return self.annotator_head(embedding.detach(), vectors)
+
     def log_confusion(self, embedding, annotators):
-        return self.annotator_head(embedding.detach(), self.annotator_vectors(annotators))
+        return self.log_confusion_of(embedding, self.annotator_vectors(annotators))
 
     def projects_table(self, n_pairs):
         """Whether :meth:`pair_confusion_logits` projects the whole table for a batch of ``n_pairs`` pairs.
 
         Yes when the table has fewer rows than the batch has pairs and takes dense gradients.
         """
-        table = self.annotator_embedding
-        return not table.sparse and table.num_embeddings < n_pairs
+        table = getattr(self, "annotator_embedding", None)
+        return not (table is not None and table.sparse) and self.n_annotators < n_pairs
 
     def pair_confusion_logits(
         self, instance_embedding, annotators, lam=None, partner=None, pairs=None, project_table=None
@@ -158,9 +232,12 @@ class AnnotMixModule(CrowdModule):
         """Unnormalised ``log P(z | x, a~, y)`` of shape (P, C, C) for pairs with mixed annotators.
 
         The annotator representation of pair ``p`` is ``lam[p] * E[a] + (1 -
-        lam[p]) * E[a']`` with ``E`` the embedding table, ``a`` the pair's
-        annotator and ``a'`` its partner's (just ``E[a]`` when ``lam`` is
-        None). The AP head's first layer is affine in it, so its output is
+        lam[p]) * E[a']`` with ``E`` the representation table
+        (:meth:`annotator_table`: the embedding table, or the map of the
+        annotators' features, which is affine, so that this mixes the
+        feature vectors with the same weight), ``a`` the pair's annotator
+        and ``a'`` its partner's (just ``E[a]`` when ``lam`` is None). The
+        AP head's first layer is affine in it, so its output is
         ``lam * T[a] + (1 - lam) * T[a']`` for the projected table ``T = E
         W_a^T + b``: with fewer annotators than pairs in the batch, the table
         is projected once and its rows are mixed, which saves multiplications;
@@ -192,7 +269,7 @@ class AnnotMixModule(CrowdModule):
         confusion_logits : Tensor of shape (P, C, C)
             Row ``y``, column ``z``.
         """
-        head, table = self.annotator_head, self.annotator_embedding
+        head = self.annotator_head
         n_instance = instance_embedding.shape[1]
         instance_weight = head.hidden.weight[:, :n_instance]
         annotator_weight = head.hidden.weight[:, n_instance:]
@@ -200,12 +277,12 @@ class AnnotMixModule(CrowdModule):
             project_table = self.projects_table(len(annotators))
         own = annotators if pairs is None else annotators[pairs]
         if project_table:
-            projected = F.linear(table.weight, annotator_weight, head.hidden.bias)  # (M, H)
+            projected = F.linear(self.annotator_table(), annotator_weight, head.hidden.bias)  # (M, H)
             annotator_part = F.embedding(own, projected)
             if lam is not None:
                 annotator_part = mix(annotator_part, F.embedding(annotators[partner], projected), lam)
         else:
-            looked_up = table(annotators)  # one lookup per pair of the batch
+            looked_up = self.annotator_rows(annotators)  # one lookup per pair of the batch
             annotator_embedding = looked_up if pairs is None else looked_up[pairs]
             if lam is not None:
                 annotator_embedding = mix(annotator_embedding, looked_up[partner], lam)
@@ -236,7 +313,7 @@ class AnnotMixModule(CrowdModule):
         return loss, logits
 
 
-class AnnotMixClassifier(BaseCrowdClassifier):
+class AnnotMixClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):
     """Classifier trained on noisy labels from several annotators with annot-mix.
 
     Annot-mix [1]_ learns a ground-truth (GT) model ``p(y | x)`` jointly with an
@@ -268,7 +345,37 @@ class AnnotMixClassifier(BaseCrowdClassifier):
         annotators; ``optimizer__*`` settings such as weight decay then do
         not apply to the table. ``"auto"`` is True when the table has more
         parameters than the rest of the model (with the defaults on 124
-        features and 10 classes: above 880 annotators).
+        features and 10 classes: above 880 annotators). With
+        ``annotator_representation="features"`` there is no table, and
+        True is refused.
+    annotator_features : array-like of shape (n_annotators, n_annotator_features) or DataFrame, default=None
+        What is known about each annotator (experience, test scores, a
+        specialty): one row per annotator of ``Z``, in its column order, or
+        a DataFrame indexed by the annotator names (the column names of a
+        DataFrame ``Z``, else ``0 .. n_annotators - 1``), in any order. A
+        DataFrame's categorical, string and object columns are one-hot
+        encoded (an unseen category at prediction time gives zeros); then
+        every column is standardised over the training annotators. NaN and
+        infinite values are refused. With features the annotator vector is
+        an affine map of them (see ``annotator_representation``), so the
+        model shares what it learns across similar annotators and predicts
+        annotators who gave no label: ``predict_annotator_proba``,
+        ``predict_annotator_confusion`` and ``predict_annotator_accuracy``
+        take ``annotator_features=`` of new annotators. Triple mixup mixes
+        the feature vectors with the same weight as the instances and
+        labels, as the paper mixes one-hot annotator vectors. The paper has
+        one-hot annotators only; features are skannot's extension, measured
+        in ``docs/user_guide/annotator_features.md``.
+    annotator_representation : {"auto", "embedding", "features", "features+embedding"}, default="auto"
+        Where the AP head's annotator vector comes from. ``"embedding"``: a
+        free learned vector per annotator (the paper's model; an annotator
+        without labels is the average annotator). ``"features"``: an affine
+        map of ``annotator_features``, shared by all annotators.
+        ``"features+embedding"``: that map plus a per-annotator correction
+        that starts at zero, learned from the annotator's own labels (new
+        annotators and those without labels get the mean correction).
+        ``"auto"``: ``"features"`` with ``annotator_features``, else
+        ``"embedding"``.
     {shared_parameters}
 
     Attributes
@@ -281,7 +388,8 @@ class AnnotMixClassifier(BaseCrowdClassifier):
         training instances annotator ``m`` labelled, weighted by the estimated
         posterior ``p(y | x)``, so its cost grows with the number of labels.
         An annotator without labels is modelled as the average annotator
-        (the mean of the learned annotator embeddings), summarised over up to
+        (the mean of the learned annotator embeddings), or with
+        ``annotator_features`` from its own features, summarised over up to
         1,024 training instances. Rows sum to 1.
     annotator_accuracy_ : ndarray of shape (n_annotators_,)
         Estimated fraction of each annotator's training labels that are
@@ -299,6 +407,15 @@ class AnnotMixClassifier(BaseCrowdClassifier):
     sparse_annotator_updates_ : bool
         Whether the annotator table was trained with sparse updates (the
         resolved ``sparse_annotator_updates``).
+    annotator_representation_ : str
+        The resolved ``annotator_representation``.
+    n_annotator_features_in_ : int
+        Columns of ``annotator_features`` seen in ``fit`` (0 without).
+    annotator_feature_names_in_ : ndarray of shape (n_annotator_features_in_,)
+        Column names of ``annotator_features``, when it was a DataFrame.
+    annotator_encoder_ : AnnotatorFeatureEncoder or None
+        The fitted encoding of the annotator features (one-hot columns and
+        standardisation); None without features.
 
     Notes
     -----
@@ -339,6 +456,8 @@ class AnnotMixClassifier(BaseCrowdClassifier):
         "annotator_embed_dim": [Interval(Integral, 1, None, closed="left")],
         "annotator_hidden_size": [Interval(Integral, 1, None, closed="left")],
         "sparse_annotator_updates": ["boolean", StrOptions({"auto"})],
+        "annotator_features": ["array-like", None],
+        "annotator_representation": [StrOptions(set(REPRESENTATIONS))],
     }
     _method_name = "annot-mix"
 
@@ -351,6 +470,8 @@ class AnnotMixClassifier(BaseCrowdClassifier):
         annotator_embed_dim=128,
         annotator_hidden_size=128,
         sparse_annotator_updates="auto",
+        annotator_features=None,
+        annotator_representation="auto",
         **kwargs,
     ):
         super().__init__(module, **kwargs)
@@ -359,6 +480,8 @@ class AnnotMixClassifier(BaseCrowdClassifier):
         self.annotator_embed_dim = annotator_embed_dim
         self.annotator_hidden_size = annotator_hidden_size
         self.sparse_annotator_updates = sparse_annotator_updates
+        self.annotator_features = annotator_features
+        self.annotator_representation = annotator_representation
 
     def _check_method_params(self, n_classes):
         if not 1 / n_classes < self.eta < 1:
@@ -366,8 +489,16 @@ class AnnotMixClassifier(BaseCrowdClassifier):
                 f"eta={self.eta} must lie in (1/n_classes, 1) = ({1 / n_classes:.4g}, 1) for "
                 f"{n_classes} classes: annotators are assumed better than random guessing."
             )
+        representation = self._resolved_representation()
+        if representation == "features" and self.sparse_annotator_updates is True:
+            raise ValueError(
+                "sparse_annotator_updates=True trains a per-annotator table lazily, but "
+                "annotator_representation='features' has none; set sparse_annotator_updates='auto' or "
+                "False, or choose 'features+embedding'."
+            )
 
     def _build_crowd_module(self, gt_model, n_features, instance_dim, n_classes, n_annotators):
+        features = self._training_annotator_features()
         return AnnotMixModule(
             gt_model,
             n_annotators=n_annotators,
@@ -376,13 +507,19 @@ class AnnotMixClassifier(BaseCrowdClassifier):
             annotator_dim=self.annotator_embed_dim,
             hidden_size=self.annotator_hidden_size,
             eta=self.eta,
+            annotator_features=features,
+            representation=self.annotator_representation_,
         )
 
     def _net_options(self, module):
         sparse = self.sparse_annotator_updates
-        if sparse == "auto":
-            table = module.annotator_embedding.weight.numel()
-            sparse = table > sum(p.numel() for p in module.parameters()) - table
-        module.annotator_embedding.sparse = sparse
+        table = getattr(module, "annotator_embedding", None)
+        if table is None:
+            sparse = False
+        elif sparse == "auto":
+            size = table.weight.numel()
+            sparse = size > sum(p.numel() for p in module.parameters()) - size
+        if table is not None:
+            table.sparse = sparse
         self.sparse_annotator_updates_ = sparse
         return {"alpha": self.alpha, "sparse_annotators": sparse}

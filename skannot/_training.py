@@ -176,7 +176,7 @@ class CrowdNet(NeuralNet):
         optimizer trains all the rest.
     fast_paths : frozenset of str, default=frozenset()
         The CPU fast paths to use (see :mod:`skannot._fast`): here
-        ``flat_radam``, ``row_sparse_adam`` and ``mode_cache``.
+        ``flat_radam`` and ``row_sparse_adam``.
     mixed_precision : bool, default=False
         Run the forward passes of training steps under bfloat16 autocast;
         the loss is computed in float32.
@@ -311,25 +311,10 @@ class CrowdNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_compiled_loss", None)
-        state.pop("_training_modules", None)
         # A GPU generator cannot be restored without CUDA; a later fit builds a new net anyway.
         for name in ("cpu_generator_", "device_generator_", "numpy_generator_"):
             state.pop(name, None)
         return state
-
-    def _set_training(self, training=True):
-        # skorch switches every module to training mode before each step, a recursive
-        # call through the whole module tree; when every module is in training mode
-        # already, that call changes nothing, and checking a cached list is cheaper.
-        if training and "mode_cache" in self.fast_paths:
-            roots = (self.module_, self.criterion_)
-            cached = self.__dict__.get("_training_modules")
-            if cached is None or cached[0] != tuple(map(id, roots)):
-                cached = (tuple(map(id, roots)), [m for root in roots for m in root.modules()])
-                self.__dict__["_training_modules"] = cached
-            if all(m.training for m in cached[1]):
-                return
-        super()._set_training(training)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         # skorch has just stored the batch loss as a Python float, so this check

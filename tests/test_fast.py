@@ -84,7 +84,7 @@ def test_each_fast_path_alone_trains_a_model_as_good_as_the_plain_path(crowd_dat
     assert abs(np.mean(one.predict(X) == y) - np.mean(plain.predict(X) == y)) < 0.08
 
 
-@pytest.mark.parametrize("name", ["flat_radam", "probability_loss", "row_sparse_adam", "mode_cache"])
+@pytest.mark.parametrize("name", ["flat_radam", "probability_loss", "row_sparse_adam"])
 def test_fast_paths_that_draw_no_random_numbers_give_the_plain_fit_up_to_rounding(crowd_data, name):
     X, _, Z, _ = crowd_data
     settings = {**SETTINGS, "max_epochs": 3, "sparse_annotator_updates": name == "row_sparse_adam"}

@@ -264,22 +264,6 @@ def test_loss_sum_reduction():
     assert loss(*empty, reduction="sum").item() == 0
 
 
-def test_set_training_still_switches_every_module(crowd_data):
-    """The cached check skips the switch only when every module is in training mode already."""
-    X, _, Z, _ = crowd_data
-    net = AnnotMixClassifier(**SMALL, random_state=0).fit(X, Z).net_
-    net._set_training(True)
-    assert all(m.training for m in net.module_.modules())
-    net.module_.gt_model.body[1].eval()
-    net._set_training(True)
-    assert all(m.training for m in net.module_.modules())
-    net._set_training(False)
-    assert not any(m.training for m in net.module_.modules())
-    net._set_training(True)
-    assert all(m.training for m in net.module_.modules())
-    assert "_training_modules" not in pickle.loads(pickle.dumps(net)).__dict__
-
-
 def _loss_inputs(n_pairs=37, n_classes=5, dtype=torch.float64, seed=0):
     generator = torch.Generator().manual_seed(seed)
     class_logits = torch.randn(n_pairs, n_classes, generator=generator, dtype=dtype).requires_grad_()

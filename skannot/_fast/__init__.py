@@ -17,9 +17,6 @@ estimators read that switch once, when ``fit`` builds the network:
 ``row_sparse_adam``
     :class:`RowSparseAdam` replaces :class:`torch.optim.SparseAdam` for a
     sparse annotator table.
-``mode_cache``
-    the skorch net skips its per-step switch to training mode when every
-    module is in it already.
 """
 
 from ._dropout import keep_mask

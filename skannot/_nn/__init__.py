@@ -1,16 +1,19 @@
 """Torch building blocks: GT backbones, annotator heads and the module protocol of the family."""
 
 from ._base import ConfusionTableModule, CrowdModule
+from ._embeddings import AnnotatorEmbedding, OuterProduct
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
 from ._mlp import MLP, Dropout, mix, mix_pairs, swap_class
 
 __all__ = [
     "MLP",
+    "AnnotatorEmbedding",
     "AnnotatorHead",
     "ConfusionTable",
     "ConfusionTableModule",
     "CrowdModule",
     "Dropout",
+    "OuterProduct",
     "eta_bias",
     "mix",
     "mix_pairs",

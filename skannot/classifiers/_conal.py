@@ -125,8 +125,8 @@ class CoNALClassifier(BaseCrowdClassifier):
     Parameters
     ----------
     embed_dim : int, default=20
-        Size of the instance and annotator embeddings ``u`` and ``v`` (20 in
-        the annot-mix paper's comparison).
+        Size of the instance and annotator embeddings ``u`` and ``v`` (20, as
+        in the MaDL paper's experiments with CoNAL).
     reg_lambda : float >= 0, default=1e-5
         Weight of the regulariser on the distances between the annotators'
         matrices and the common one; 0 turns it off.

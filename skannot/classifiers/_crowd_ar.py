@@ -195,7 +195,7 @@ class CrowdARClassifier(BaseCrowdClassifier):
 
     Notes
     -----
-    The defaults follow the annot-mix paper's implementation of CrowdAR:
+    The defaults follow the annot-mix authors' implementation of CrowdAR:
     lambda 0.9, a difficulty layer of 128 units, Glorot-normal initial
     expertise vectors, and the reliability network reading the GT
     embedding detached from the GT model (which still learns from the

@@ -240,11 +240,11 @@ class MaDLClassifier(BaseCrowdClassifier):
 
     Notes
     -----
-    The architecture and defaults follow the paper's code for tabular data
-    in the annot-mix paper's comparison: embeddings of size 16, a linear
+    The architecture and defaults follow the paper's code and the defaults
+    of its experiments on tabular data: embeddings of size 16, a linear
     instance embedding of the GT model's last hidden layer, the outer
-    product and the residual block, ``eta = 0.8`` and a Gamma(1.25, 0.25)
-    prior on the bandwidth.
+    product and the residual block, a hidden layer of 128 units, ``eta =
+    0.8`` and a Gamma(1.25, 0.25) prior on the bandwidth.
 
     Differences from the paper: the instance embedding reads the GT model's
     embedding without detaching it (as the annot-mix paper's implementation

@@ -14,7 +14,12 @@ ESTIMATORS = [getattr(classifiers, name) for name in classifiers.__all__]
 #: Settings that make any estimator of the family small: one hidden layer of 16 units, two epochs.
 _SMALL = {"max_epochs": 2, "hidden_sizes": (16,)}
 #: The method's own size settings, where it has any.
-_METHOD_SMALL = {"AnnotMixClassifier": {"annotator_embed_dim": 4, "annotator_hidden_size": 4}}
+_METHOD_SMALL = {
+    "AnnotMixClassifier": {"annotator_embed_dim": 4, "annotator_hidden_size": 4},
+    "CoNALClassifier": {"embed_dim": 4},
+    "CrowdARClassifier": {"reliability_hidden_size": 4},
+    "MaDLClassifier": {"embed_dim": 4, "hidden_size": 4},
+}
 
 
 def small_settings(estimator, **overrides):

@@ -2,18 +2,21 @@
 
 from ._annotators import AnnotatorCorrection, AnnotatorFeatureMap
 from ._base import ConfusionTableModule, CrowdModule
+from ._embeddings import AnnotatorEmbedding, OuterProduct
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
 from ._mlp import MLP, Dropout, mix, mix_pairs, swap_class
 
 __all__ = [
     "MLP",
     "AnnotatorCorrection",
+    "AnnotatorEmbedding",
     "AnnotatorFeatureMap",
     "AnnotatorHead",
     "ConfusionTable",
     "ConfusionTableModule",
     "CrowdModule",
     "Dropout",
+    "OuterProduct",
     "eta_bias",
     "mix",
     "mix_pairs",

@@ -12,12 +12,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 from skannot.datasets import _music_genres, get_data_home  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ["plot_music_genres.py", "plot_simulated_annotators.py", "plot_choose_alpha.py"]
+EXAMPLES = [
+    "plot_music_genres.py",
+    "plot_simulated_annotators.py",
+    "plot_choose_alpha.py",
+    "plot_choose_method.py",
+]
+#: The examples that read Music Genres.
+MUSIC_GENRES = {"plot_music_genres.py", "plot_choose_method.py"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_runs(name, monkeypatch):
-    if name == "plot_music_genres.py" and _music_genres._find_csv_folder(get_data_home()) is None:
+    if name in MUSIC_GENRES and _music_genres._find_csv_folder(get_data_home()) is None:
         pytest.skip(
             f"the Music Genres files are not in the data home {get_data_home()} and CI has no "
             "internet; set SKANNOT_DATA to a folder holding them (CI uses ../shared/data)"

@@ -1,6 +1,6 @@
 """Torch building blocks: GT backbones, annotator heads and the module protocol of the family."""
 
-from ._base import ConfusionTableModule, CrowdModule
+from ._base import ConfusionTableModule, CrowdModule, weighted_mean
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
 from ._mlp import MLP, Dropout, mix, mix_pairs, swap_class
 
@@ -15,4 +15,5 @@ __all__ = [
     "mix",
     "mix_pairs",
     "swap_class",
+    "weighted_mean",
 ]

@@ -569,7 +569,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             weights *= class_weights[annotations.labels]
         if not weights.sum() > 0:
             raise ValueError(
-                "sample_weight and class_weight give every training label the weight 0; give some "
+                "sample_weight and class_weight give every training label zero weight; give some "
                 "labelled instances and classes a positive weight."
             )
         return weights

@@ -6,8 +6,11 @@ One training step (see :meth:`CrowdNet.train_step_single`):
    as ``(rows, annotators, labels)``, each of shape (P,);
 2. for methods with mixup and ``alpha > 0``, a weight ``lambda ~ Beta(alpha,
    alpha)`` and a random partner pair for every pair (:meth:`CrowdNet.mixing_weights`);
-3. the method's module computes the batch's loss
-   (:meth:`skannot._nn.CrowdModule.training_loss`).
+3. with ``sample_weight`` or ``class_weight``, the pairs' weights (P,), mixed
+   like their labels for mixup pairs (``lam * w + (1 - lam) * w[partner]``);
+4. the method's module computes the batch's loss
+   (:meth:`skannot._nn.CrowdModule.training_loss`), each pair's term scaled by
+   its weight.
 
 Everything is tensor operations on whole batches; no Python loop runs over
 samples, annotators or pairs.

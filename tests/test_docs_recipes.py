@@ -37,7 +37,8 @@ def test_the_page_has_recipes():
     assert len(recipes()) >= 3
 
 
-def test_every_recipe_of_the_model_selection_page_runs_as_written():
+def test_every_recipe_of_the_model_selection_page_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a recipe writes checkpoints into the working directory
     X, export = crowd_export()
     Z = long_to_matrix(export, tasks=X.index)  # NaN where missing: an int cv cannot take it
     namespace = {"X": X, "Z": Z, "export": export}

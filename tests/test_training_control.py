@@ -182,7 +182,7 @@ def test_balanced_class_weight_shares_tied_votes():
         ({"class_weight": {0: -1.0}}, None, "must be a finite number >= 0"),
         ({}, -np.ones(150), "finite numbers >= 0"),
         ({}, np.ones(149), "shape \\(149,\\); pass one weight per sample"),
-        ({}, np.zeros(150), "weight 0"),
+        ({}, np.zeros(150), "zero weight"),
     ],
 )
 def test_invalid_weights_are_refused_with_advice(data, kwargs, weights, match):

@@ -153,7 +153,8 @@ SHARED_PARAMETERS = """\
         for ``n_iter_no_change`` epochs, and keep the weights of the best
         epoch (``best_epoch_``). The held-out instances are chosen
         stratified by their majority-vote label. Off by default: on Music
-        Genres it lowers annot-mix's test accuracy (see
+        Genres it lowered the test accuracy of annot-mix (73.5 to 70.8 %)
+        and of majority vote (66.5 to 65.2 %, 10 seeds; see
         ``docs/user_guide/model_selection.md``).
     validation_fraction : float in (0, 1), default=0.1
         Share of the labelled instances held out with ``early_stopping``.

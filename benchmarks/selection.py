@@ -142,8 +142,19 @@ def study(data_home, seeds):
     for (name, grid_name), values in regret.items():
         mean = np.mean(values, axis=0)
         lines.append(f"| {name} | {grid_name} | {mean[0]:.2f} | {mean[1]:.2f} |")
-    overall = np.mean([v for values in regret.values() for v in values], axis=0)
-    lines.append(f"| **all** | | **{overall[0]:.2f}** | **{overall[1]:.2f}** |")
+    every = np.array([v for values in regret.values() for v in values])  # (problems, scorers)
+    overall, worst = every.mean(0), every.max(0)
+    lines.append(f"| **all** | mean | **{overall[0]:.2f}** | **{overall[1]:.2f}** |")
+    lines.append(f"| **all** | median | {np.median(every[:, 0]):.2f} | {np.median(every[:, 1]):.2f} |")
+    lines.append(f"| **all** | largest | {worst[0]:.1f} | {worst[1]:.1f} |")
+    lines.append(
+        f"| **all** | problems where it picks the gold-best configuration, of {len(every)} "
+        f"| {(every[:, 0] == 0).sum()} | {(every[:, 1] == 0).sum()} |"
+    )
+    lines.append(
+        f"| **all** | problems where its regret is the lower one | {(every[:, 0] < every[:, 1]).sum()} "
+        f"| {(every[:, 1] < every[:, 0]).sum()} |"
+    )
     return "\n".join(lines)
 
 

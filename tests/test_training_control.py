@@ -329,3 +329,17 @@ def test_early_stopping_off_records_no_held_out_scores(data):
     clf = small(TraceRegClassifier, random_state=0).fit(X, Z)
     assert "valid_loss" not in clf.history_[-1]
     assert not hasattr(clf, "best_epoch_")
+
+
+def test_the_accelerated_estimator_refuses_weights_and_early_stopping(data):
+    pytest.importorskip("accelerate")
+    from accelerate import Accelerator
+
+    from skannot import AcceleratedAnnotMixClassifier
+
+    X, _, Z = data
+    clf = AcceleratedAnnotMixClassifier(accelerator=Accelerator(cpu=True), max_epochs=1, hidden_sizes=(8,))
+    with pytest.raises(ValueError, match="does not support sample_weight or class_weight"):
+        clf.fit(X, Z, sample_weight=np.ones(len(X)))
+    with pytest.raises(ValueError, match="does not support early_stopping=True"):
+        clf.set_params(early_stopping=True).fit(X, Z)

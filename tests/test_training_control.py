@@ -343,3 +343,17 @@ def test_the_accelerated_estimator_refuses_weights_and_early_stopping(data):
         clf.fit(X, Z, sample_weight=np.ones(len(X)))
     with pytest.raises(ValueError, match="does not support early_stopping=True"):
         clf.set_params(early_stopping=True).fit(X, Z)
+
+
+def test_an_annotator_labelling_only_held_out_instances_is_modelled_as_the_average_one(data):
+    X, _, Z = data
+    Z = np.hstack([Z, np.full((len(Z), 1), -1)])
+    Z[7, -1] = Z[7, 0] if Z[7, 0] >= 0 else 0  # the new annotator's only label
+    annotations, _, _ = check_annotations(Z)
+    for random_state in range(100):
+        seed = small(AnnotMixClassifier, random_state=random_state)._fit_seed()
+        if 7 in held_out_rows(annotations, 3, 0.1, seed):
+            break
+    clf = small(AnnotMixClassifier, random_state=random_state, early_stopping=True).fit(X, Z)
+    assert clf.n_labels_per_annotator_[-1] == 1  # summarised with its held-out label
+    assert not bool(clf.net_.module_.labelled[-1]) and bool(clf.net_.module_.labelled[:-1].all())

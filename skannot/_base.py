@@ -495,7 +495,6 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             self.fast_paths_ = get_config()["fast_paths"]
             seed = self._fit_seed()
             labelled_annotations = annotations.subset(labelled)
-            labelled_features = self._rows(X, labelled)
             validation = None
             if self.early_stopping:
                 held_out = held_out_rows(labelled_annotations, n_classes, self.validation_fraction, seed)
@@ -520,7 +519,8 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             if validation is not None:
                 self.best_epoch_ = dict(self.net_.callbacks_)["annotation_validation"].best_epoch_
             self._check_finite_weights()
-            self._summarise_annotators(labelled_features, labelled_annotations, train)
+            # Over the labels the net trained on: held-out ones would describe untrained annotators.
+            self._summarise_annotators(dataset.X, train)
         except BaseException:
             self._forget_fit()
             raise
@@ -747,7 +747,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
 
     # -- annotator summaries -------------------------------------------------
 
-    def _summarise_annotators(self, X, annotations, trained=None):
+    def _summarise_annotators(self, X, annotations):
         """Set ``annotator_confusion_`` and ``annotator_accuracy_`` (see the class docs).
 
         Per annotator ``m`` it sums, over pairs ``(x, m)``: ``w = p(y | x)``,
@@ -762,9 +762,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         counts = annotations.labels_per_annotator()
         self.n_labels_per_annotator_ = counts
         unlabelled = counts == 0
-        # ``trained``: the annotations the net trained on, when some labels were held out.
-        untrained = unlabelled if trained is None else trained.labels_per_annotator() == 0
-        module.mark_labelled_annotators(torch.from_numpy(~untrained).to(self.device_))
+        module.mark_labelled_annotators(torch.from_numpy(~unlabelled).to(self.device_))
         sums = _AnnotatorSums(self.n_annotators_, len(self.classes_))
         with torch.inference_mode():
             self._add_pair_posteriors(sums, module, X, annotations)

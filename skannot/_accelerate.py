@@ -426,6 +426,9 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
         "device": "no_validation",
     }
 
+    # Its data-parallel training step shards the pairs without their weights.
+    _supports_weights = False
+
     def __init__(self, module=None, *, accelerator=None, device=None, **kwargs):
         super().__init__(module, device=device, **kwargs)
         self.accelerator = accelerator
@@ -443,6 +446,7 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             ("mixed_precision", self.mixed_precision, 'pass Accelerator(mixed_precision="bf16") instead'),
             ("compile", self.compile, "leave it False"),
             ("sparse_annotator_updates", self.sparse_annotator_updates is True, 'leave it "auto" or False'),
+            ("early_stopping", self.early_stopping, "leave it False"),
         ):
             if value:
                 raise ValueError(f"{type(self).__name__} does not support {name}=True; {advice}.")
@@ -472,8 +476,8 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             )
         return seed
 
-    def _build_net(self, module, device, seed):
-        plain = super()._build_net(module, device, seed)
+    def _build_net(self, module, device, seed, validation=None):
+        plain = super()._build_net(module, device, seed, validation)
         # DDP averages dense gradients only (NCCL has no sparse all-reduce): the "auto"
         # choice of sparse annotator updates falls back to dense ones.
         if hasattr(module, "annotator_embedding"):  # none with annotator_representation="features"

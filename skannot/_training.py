@@ -6,8 +6,11 @@ One training step (see :meth:`CrowdNet.train_step_single`):
    as ``(rows, annotators, labels)``, each of shape (P,);
 2. for methods with mixup and ``alpha > 0``, a weight ``lambda ~ Beta(alpha,
    alpha)`` and a random partner pair for every pair (:meth:`CrowdNet.mixing_weights`);
-3. the method's module computes the batch's loss
-   (:meth:`skannot._nn.CrowdModule.training_loss`).
+3. with ``sample_weight`` or ``class_weight``, the pairs' weights (P,), mixed
+   like their labels for mixup pairs (``lam * w + (1 - lam) * w[partner]``);
+4. the method's module computes the batch's loss
+   (:meth:`skannot._nn.CrowdModule.training_loss`), each pair's term scaled by
+   its weight.
 
 Everything is tensor operations on whole batches; no Python loop runs over
 samples, annotators or pairs.
@@ -20,6 +23,7 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -36,13 +40,22 @@ class CrowdDataset(Dataset):
         Instances.
     annotations : Annotations
         Observed labels of the rows of ``X`` (see ``skannot._validation``).
+    weights : array-like of shape (n_labels,), optional
+        Non-negative weight of each label's loss, in the CSR order of
+        ``annotations``; rescaled to mean 1, so that only their ratios
+        matter and the learning rate keeps its meaning. Batches then carry a
+        fourth pair tensor, the weights.
     """
 
-    def __init__(self, X, annotations):
+    def __init__(self, X, annotations, weights=None):
         self.X = X
         self.indptr = torch.as_tensor(annotations.indptr, dtype=torch.long)
         self.annotators = torch.as_tensor(annotations.annotators, dtype=torch.long)
         self.labels = torch.as_tensor(annotations.labels, dtype=torch.long)
+        self.weights = None
+        if weights is not None:
+            weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+            self.weights = (weights / weights.mean()).float()
 
     def __len__(self):
         return len(self.X)
@@ -60,11 +73,13 @@ class CrowdDataset(Dataset):
         x : Tensor of shape (B, n_features)
         pairs : tuple of three LongTensors of shape (P,)
             ``(local_rows, annotators, labels)``: position of the pair's
-            instance within ``x``, the annotator and the class index.
+            instance within ``x``, the annotator and the class index; with
+            weights, a fourth float Tensor (P,) of the pairs' weights.
         """
         if len(rows) == 0:
             empty = torch.zeros(0, dtype=torch.long)
-            return self.X[rows], (empty, empty, empty)
+            weights = () if self.weights is None else (torch.zeros(0),)
+            return self.X[rows], (empty, empty, empty, *weights)
         return next(self._chunk_batches(rows, len(rows)))
 
     def batches(self, order, batch_size, batches_per_chunk=256):
@@ -100,12 +115,14 @@ class CrowdDataset(Dataset):
         n_pairs = int(ends[-1]) if len(order) else 0
         positions = torch.arange(n_pairs) + torch.repeat_interleave(starts - (ends - counts), counts)
         annotators, labels = self.annotators[positions], self.labels[positions]
+        weights = None if self.weights is None else self.weights[positions]
         bounds = torch.cat([torch.zeros(1, dtype=torch.long), ends[batch_size - 1 :: batch_size]]).tolist()
         if len(order) % batch_size:
             bounds.append(n_pairs)
         for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
             rows = order[i * batch_size : (i + 1) * batch_size]
-            yield self.X[rows], (local_rows[lo:hi], annotators[lo:hi], labels[lo:hi])
+            pairs = (local_rows[lo:hi], annotators[lo:hi], labels[lo:hi])
+            yield self.X[rows], pairs if weights is None else (*pairs, weights[lo:hi])
 
 
 class PairBatchIterator:
@@ -294,8 +311,13 @@ class CrowdNet(NeuralNet):
         x, pairs = batch
         device = self.device
         x = x.to(device, non_blocking=True)
-        rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
+        rows, annotators, labels, *weights = (t.to(device, non_blocking=True) for t in pairs)
         lam, partner = self.mixing_weights(len(rows), x.device) if self.uses_mixup() else (None, None)
+        # Only weighted fits pass weights, so a module whose training_loss predates them still trains.
+        options = {}
+        if weights:
+            (weights,) = weights
+            options["weights"] = weights if lam is None else lam * weights + (1 - lam) * weights[partner]
         forward = self.module_.training_loss
         if self.compile_step:
             forward = self.__dict__.get("_compiled_loss")
@@ -304,7 +326,7 @@ class CrowdNet(NeuralNet):
                     self.module_.training_loss, dynamic=True
                 )
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
-            loss, logits = forward(x, rows, annotators, labels, lam, partner)
+            loss, logits = forward(x, rows, annotators, labels, lam, partner, **options)
         loss.backward()
         return {"loss": loss, "y_pred": logits}
 
@@ -330,6 +352,104 @@ class CrowdNet(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         raise NotImplementedError("CrowdNet trains without an internal validation split (train_split=None).")
+
+
+def held_out_rows(annotations, n_classes, fraction, seed):
+    """Positions of ``round(fraction * n_samples)`` samples to hold out, stratified by majority vote.
+
+    The samples are ordered by their majority-vote label (ties to the first
+    class), randomly within each label, and every ``1 / fraction``-th of
+    that order is held out, so each label's share of the held-out samples
+    matches its share of all samples to within one sample.
+
+    Parameters
+    ----------
+    annotations : Annotations
+        Observed labels; every sample has at least one.
+    n_classes : int
+    fraction : float in (0, 1)
+    seed : int
+
+    Returns
+    -------
+    held_out : ndarray of shape (n_held_out,)
+        Sorted sample indices.
+
+    Raises
+    ------
+    ValueError
+        If that leaves no held-out sample or fewer than 2 training samples.
+    """
+    n_samples = annotations.n_samples
+    n_held_out = int(round(fraction * n_samples))
+    if n_held_out < 1 or n_samples - n_held_out < 2:
+        raise ValueError(
+            f"validation_fraction={fraction} of the {n_samples} labelled samples leaves {n_held_out} to "
+            f"validate on and {n_samples - n_held_out} to train on; early_stopping needs at least 1 and 2. "
+            "Change validation_fraction, or set early_stopping=False."
+        )
+    group = annotations.votes(n_classes).argmax(1)
+    permutation = np.random.default_rng(seed).permutation(n_samples)
+    order = permutation[np.argsort(group[permutation], kind="stable")]
+    # Systematic sampling along the order: position j is taken when floor((j + 1) f) steps up.
+    steps = np.floor(np.arange(n_samples + 1) * (n_held_out / n_samples) + 0.5)
+    return np.sort(order[np.diff(steps) > 0])
+
+
+class AnnotationValidation(Callback):
+    """Scores the held-out annotations after each epoch; stops early and keeps the best epoch's weights.
+
+    It records ``valid_loss`` (mean negative log-likelihood of the held-out
+    annotations), ``valid_acc`` (their agreement with the predicted class)
+    and ``valid_loss_best`` in the net's history, so that skorch's own
+    ``EarlyStopping`` and ``Checkpoint`` can monitor them. It must come
+    before those callbacks in the net's list.
+
+    Parameters
+    ----------
+    scores : callable
+        ``scores()`` returns ``(valid_loss, valid_acc)`` of the net's module now.
+    early_stopping : bool, default=True
+        Stop after ``n_iter_no_change`` epochs without a lower ``valid_loss``
+        and load the weights of the best epoch at the end of training.
+    n_iter_no_change : int, default=10
+    """
+
+    def __init__(self, scores, early_stopping=True, n_iter_no_change=10):
+        self.scores = scores
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+
+    def initialize(self):
+        self.best_loss_ = math.inf
+        self.best_epoch_ = None
+        self.best_state_ = None
+        self.epochs_without_improvement_ = 0
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        loss, accuracy = self.scores()
+        is_best = loss < self.best_loss_
+        net.history.record("valid_loss", loss)
+        net.history.record("valid_acc", accuracy)
+        net.history.record("valid_loss_best", bool(is_best))
+        if is_best:
+            self.best_loss_, self.best_epoch_ = loss, len(net.history)
+            self.epochs_without_improvement_ = 0
+            if self.early_stopping:
+                self.best_state_ = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+        else:
+            self.epochs_without_improvement_ += 1
+            if self.early_stopping and self.epochs_without_improvement_ >= self.n_iter_no_change:
+                # skorch ends the epoch loop on KeyboardInterrupt and still runs on_train_end.
+                raise KeyboardInterrupt
+
+    def on_train_end(self, net, **kwargs):
+        if self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+        # The held-out data and the saved weights are not kept with the fitted net.
+        self.scores = None
+        self.best_state_ = None
 
 
 def inference_chunks(n_rows, chunk_size):

@@ -13,6 +13,8 @@ estimated by EM, after Dawid & Skene, 1979).
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
@@ -70,7 +72,9 @@ def majority_vote(Z, *, missing_label=-1, classes=None, random_state=None):
     return y
 
 
-def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=None, workers=None):
+def long_to_matrix(
+    data, *, task="task", worker="worker", label="label", tasks=None, workers=None, missing_label=None
+):
     """Pivot long-format annotations into an annotation matrix.
 
     Parameters
@@ -93,12 +97,20 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
     workers : array-like of shape (n_annotators,), default=None
         Column order of the result; workers without labels get a column of
         NaN. By default the workers in order of first appearance.
+    missing_label : int, str or None, default=None
+        Value of the entries without a label; None leaves them NaN. An int
+        for integer labels (the matrix is then of dtype int64) or a string
+        for string labels (every entry is then a string) gives a matrix
+        that scikit-learn's ``check_cv`` accepts, so that an int ``cv``
+        works in ``cross_val_score`` and ``GridSearchCV`` (it raises on NaN
+        in ``Z``). Pass the same value as the estimator's
+        ``missing_label``. It must differ from every label.
 
     Returns
     -------
     Z : DataFrame of shape (n_samples, n_annotators)
-        Indexed by task, one column per worker, NaN where a worker did not
-        label a task. Labels keep their type: integer labels become floats
+        Indexed by task, one column per worker, NaN (or ``missing_label``)
+        where a worker did not label a task. Labels keep their type: integer labels become floats
         next to the NaN (exact up to 2**53; beyond that they are kept in a
         nullable integer column), bools stay bools. Pass it to ``fit`` as
         is: the workers become the estimator's ``annotator_names_``. Its
@@ -107,8 +119,9 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
     Raises
     ------
     ValueError
-        If a column is missing, a worker labelled a task twice, or ``data``
-        has tasks or workers that ``tasks`` / ``workers`` leave out.
+        If a column is missing, a worker labelled a task twice, ``data``
+        has tasks or workers that ``tasks`` / ``workers`` leave out, or
+        ``missing_label`` is a label or of another type than the labels.
 
     Examples
     --------
@@ -122,6 +135,11 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
     task
     t1      cat  dog
     t2      NaN  dog
+    >>> long_to_matrix(data, missing_label="")  # doctest: +NORMALIZE_WHITESPACE
+    worker   w1   w2
+    task
+    t1      cat  dog
+    t2           dog
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame in long format; got {type(data).__name__}.")
@@ -147,7 +165,37 @@ def long_to_matrix(data, *, task="task", worker="worker", label="label", tasks=N
             data = data.astype({label: "UInt64" if labels.dtype.kind == "u" else "Int64"})
     Z = data.pivot(index=task, columns=worker, values=label).reindex(index=row_index, columns=col_index)
     Z.index.name, Z.columns.name = task, worker
+    if missing_label is not None:
+        Z = _fill_missing(Z, data[label], missing_label)
     return Z
+
+
+def _fill_missing(Z, labels, missing_label):
+    """``Z`` with ``missing_label`` in its NaN entries, of one label type throughout."""
+    observed = labels.dropna()
+    if (observed == missing_label).any():
+        raise ValueError(
+            f"missing_label={missing_label!r} is one of the labels; choose a value that no annotation has."
+        )
+    integer = pd.api.types.is_integer_dtype(labels.dtype) and not pd.api.types.is_bool_dtype(labels.dtype)
+    if integer:
+        if not (isinstance(missing_label, Integral) and not isinstance(missing_label, bool)):
+            raise ValueError(
+                f"The labels are integers, so missing_label must be an int (e.g. -1); got {missing_label!r}."
+            )
+        return Z.fillna(missing_label).astype(np.int64)
+    if all(isinstance(value, str) for value in observed):
+        if not isinstance(missing_label, str):
+            raise ValueError(
+                f'The labels are strings, so missing_label must be a string (e.g. ""); got '
+                f"{missing_label!r}: scikit-learn cannot sort a mix of strings and numbers."
+            )
+        return Z.astype(object).where(Z.notna(), missing_label)
+    raise ValueError(
+        f"missing_label works with integer or string labels; the labels are of dtype {labels.dtype}. "
+        "Leave missing_label=None (NaN for missing) and pass a splitter such as "
+        "skannot.model_selection.AnnotationStratifiedKFold as cv."
+    )
 
 
 def _axis(values, order, name):

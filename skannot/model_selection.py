@@ -3,8 +3,13 @@
 With an int ``cv`` and a 2-D ``Z``, scikit-learn's ``GridSearchCV`` and
 ``cross_val_score`` fall back to plain, unshuffled ``KFold`` (``check_cv``
 stratifies only binary and multiclass 1-D targets), and ``StratifiedKFold``
-refuses a 2-D ``Z``. :class:`AnnotationStratifiedKFold` stratifies by the
-majority-vote label instead and guarantees that every fold holds labels.
+refuses a 2-D ``Z``; an int ``cv`` even raises before any fit when ``Z``
+marks missing entries with NaN ("Input y contains NaN") or is the string
+matrix with NaN of :func:`skannot.annotations.long_to_matrix` (use its
+``missing_label`` to get one that an int ``cv`` accepts).
+:class:`AnnotationStratifiedKFold` works with every form of ``Z``: pass it
+as ``cv``. It stratifies by the majority-vote label and guarantees that
+every fold holds labels.
 :func:`cross_val_predict` gives out-of-fold predictions, which scikit-learn's
 function of that name cannot give for a 2-D ``Z``.
 """

@@ -138,3 +138,35 @@ def test_integer_ids_beyond_float_precision_survive_the_matrix():
     _, classes, _ = check_annotations(Z)
     assert classes.tolist() == sorted(set(labels))
     assert matrix_to_long(Z)["label"].tolist() == labels
+
+
+def test_long_to_matrix_with_missing_label_gives_a_matrix_an_int_cv_accepts():
+    from sklearn.model_selection import check_cv
+
+    data = pd.DataFrame({"task": ["a", "a", "b", "c"], "worker": ["u", "v", "v", "u"], "label": [2, 0, 1, 2]})
+    Z = long_to_matrix(data, missing_label=-1)
+    assert (Z.dtypes == np.int64).all()
+    np.testing.assert_array_equal(Z.to_numpy(), [[2, 0], [-1, 1], [2, -1]])
+    assert list(Z.columns) == ["u", "v"] and list(Z.index) == ["a", "b", "c"]
+    check_cv(2, Z, classifier=True)
+    words = data.assign(label=data["label"].map({0: "cat", 1: "dog", 2: "owl"}))
+    Z_words = long_to_matrix(words, missing_label="")
+    np.testing.assert_array_equal(Z_words.to_numpy(), [["owl", "cat"], ["", "dog"], ["owl", ""]])
+    check_cv(2, Z_words, classifier=True)
+    # NaN stays the default.
+    assert long_to_matrix(data).isna().sum().sum() == 2
+
+
+@pytest.mark.parametrize(
+    ("labels", "missing_label", "match"),
+    [
+        ([2, 0, 1, 2], 0, "is one of the labels"),
+        ([2, 0, 1, 2], "", "must be an int"),
+        (["x", "y", "x", "y"], -1, "must be a string"),
+        ([0.5, 1.5, 0.5, 1.5], -1, "integer or string labels"),
+    ],
+)
+def test_long_to_matrix_refuses_a_missing_label_of_the_wrong_kind(labels, missing_label, match):
+    data = pd.DataFrame({"task": ["a", "a", "b", "c"], "worker": ["u", "v", "v", "u"], "label": labels})
+    with pytest.raises(ValueError, match=match):
+        long_to_matrix(data, missing_label=missing_label)

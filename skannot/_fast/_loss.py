@@ -32,12 +32,13 @@ class ProbabilitySpaceLoss(torch.autograd.Function):
     probability by more than 1e-7 of itself. Otherwise the caller uses the
     log-space form (``skannot._nn.AnnotMixLoss.log_space``).
 
-    ``apply(class_logits, confusion_logits, labels, partner_labels, lam, scale)``
-    returns ``(loss, accurate)``: ``-scale * sum_p [lam log P(z_p) + (1 - lam) log P(z'_p)]``.
+    ``apply(class_logits, confusion_logits, labels, partner_labels, lam, scale, pair_weight=None)``
+    returns ``(loss, accurate)``: ``-scale * sum_p w_p [lam log P(z_p) + (1 - lam) log P(z'_p)]``,
+    with ``w_p`` the pair's weight (1 when ``pair_weight`` is None).
     """
 
     @staticmethod
-    def forward(ctx, class_logits, confusion_logits, labels, partner_labels, lam, scale):
+    def forward(ctx, class_logits, confusion_logits, labels, partner_labels, lam, scale, pair_weight=None):
         n_classes = class_logits.shape[1]
         class_proba = (class_logits - class_logits.amax(1, keepdim=True)).exp_()
         class_proba.div_(class_proba.sum(1, keepdim=True))  # p(y | x), (P, C)
@@ -49,6 +50,8 @@ class ProbabilitySpaceLoss(torch.autograd.Function):
         annotation_proba = torch.bmm(class_proba[:, None, :], column_proba)[:, 0]  # P(z_k | x, a), (P, 2)
         lam = lam.to(annotation_proba.dtype)
         weights = torch.stack([lam, 1 - lam], 1)
+        if pair_weight is not None:
+            weights = weights * pair_weight.to(weights.dtype)[:, None]
         loss = (weights * annotation_proba.log()).sum().mul_(-scale)
         accurate = (row_sums.amin() >= _MIN_ROW_SUM) & (annotation_proba.amin() >= _MIN_PROBA)
         ctx.mark_non_differentiable(accurate)
@@ -67,4 +70,4 @@ class ProbabilitySpaceLoss(torch.autograd.Function):
         column_term = (class_proba[:, :, None] * grad_annotation[:, None, :]).mul_(column_proba)
         grad_confusion = (shifted * inverse[:, :, None]).mul_(-column_term.sum(2, keepdim=True))
         grad_confusion.scatter_add_(2, columns, column_term)
-        return grad_class, grad_confusion, None, None, None, None
+        return grad_class, grad_confusion, None, None, None, None, None

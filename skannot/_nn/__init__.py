@@ -1,7 +1,7 @@
 """Torch building blocks: GT backbones, annotator heads and the module protocol of the family."""
 
 from ._annotators import AnnotatorCorrection, AnnotatorFeatureMap
-from ._base import ConfusionTableModule, CrowdModule
+from ._base import ConfusionTableModule, CrowdModule, weighted_mean
 from ._embeddings import AnnotatorEmbedding, OuterProduct
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
 from ._mlp import MLP, Dropout, mix, mix_pairs, swap_class
@@ -21,4 +21,5 @@ __all__ = [
     "mix",
     "mix_pairs",
     "swap_class",
+    "weighted_mean",
 ]

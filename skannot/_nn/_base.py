@@ -9,6 +9,17 @@ from torch.nn import functional as F
 from ._heads import ConfusionTable
 
 
+def weighted_mean(losses, weights=None):
+    """Mean of the per-pair ``losses`` (P,), each scaled by its weight when ``weights`` (P,) is given.
+
+    The pair weights the net passes are normalised to mean 1 over the
+    training labels (see :class:`~skannot._training.CrowdDataset`), so the
+    weighted mean keeps the scale of the plain one, and all-one weights give
+    the plain mean exactly.
+    """
+    return losses.mean() if weights is None else (losses * weights).mean()
+
+
 class CrowdModule(nn.Module):
     """A ground-truth (GT) model and an annotator model in one module.
 
@@ -115,8 +126,12 @@ class CrowdModule(nn.Module):
         """
         return 0.0
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
-        """The loss of one batch: the pairs' mean negative log-likelihood plus :meth:`penalty`.
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
+        """The loss of one batch: the pairs' (weighted) mean negative log-likelihood plus :meth:`penalty`.
+
+        A method that overrides this must honour ``weights``: scale each
+        pair's loss by its weight before averaging over the pairs
+        (:func:`weighted_mean`), and leave the penalty unweighted.
 
         Parameters
         ----------
@@ -129,6 +144,11 @@ class CrowdModule(nn.Module):
         lam, partner : Tensor of shape (P,), optional
             Mixing weights and partner positions; only methods with
             ``supports_mixup`` receive them.
+        weights : Tensor of shape (P,), optional
+            Weight of each pair's loss, from ``sample_weight`` and
+            ``class_weight``, normalised to mean 1 over the training labels;
+            for a mixed pair, ``lam * w + (1 - lam) * w[partner]``. None
+            when the fit has no weights.
 
         Returns
         -------
@@ -138,7 +158,10 @@ class CrowdModule(nn.Module):
         """
         logits, embedding = self.gt_model(x)
         log_proba = self.annotation_log_proba(logits[rows].float(), embedding[rows], annotators)
-        nll = -log_proba.gather(1, labels[:, None]).mean()
+        if weights is None:
+            nll = -log_proba.gather(1, labels[:, None]).mean()
+        else:
+            nll = weighted_mean(-log_proba.gather(1, labels[:, None])[:, 0], weights)
         return nll + self.penalty(logits.float(), annotators), logits
 
     def mark_labelled_annotators(self, labelled):

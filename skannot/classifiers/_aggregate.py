@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from .._aggregation import annotator_confusion, dawid_skene, majority_vote_labels, vote_posteriors
 from .._base import BaseCrowdClassifier
 from .._consensus import consensus_from_evidence, vote_consensus
-from .._nn import CrowdModule, mix_pairs
+from .._nn import CrowdModule, mix_pairs, weighted_mean
 from .._training import inference_chunks
 from .._validation import Annotations
 
@@ -43,20 +43,24 @@ class AggregateModule(CrowdModule):
     def log_confusion(self, embedding, annotators):
         return self.log_confusion_table[annotators]
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
         """Cross-entropy on the aggregated labels; with ``lam``, mixup of (instance, one-hot label) pairs.
 
+        ``weights`` scale each pair's cross-entropy (:func:`~skannot._nn.weighted_mean`).
         Parameters and returns as for :meth:`CrowdModule.training_loss`.
         """
         if lam is None:
             logits = self.gt_model(x)[0]
-            return F.cross_entropy(logits[rows].float(), labels), logits
+            if weights is None:
+                return F.cross_entropy(logits[rows].float(), labels), logits
+            losses = F.cross_entropy(logits[rows].float(), labels, reduction="none")
+            return weighted_mean(losses, weights), logits
         logits = self.gt_model(mix_pairs(x[rows], lam, partner))[0]
         log_proba = F.log_softmax(logits.float(), dim=1)
         own = log_proba.gather(1, labels[:, None])[:, 0]
         other = log_proba.gather(1, labels[partner][:, None])[:, 0]
         lam = lam.to(own.dtype)
-        return -(lam * own + (1 - lam) * other).mean(), logits
+        return -weighted_mean(lam * own + (1 - lam) * other, weights), logits
 
 
 class AggregateClassifier(BaseCrowdClassifier):

@@ -52,7 +52,9 @@ class AnnotMixLoss(nn.Module):
         """Turn the ``probability_loss`` fast path on or off (called by ``fit``)."""
         self.probability_space = "probability_loss" in fast_paths
 
-    def forward(self, class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean"):
+    def forward(
+        self, class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean", weights=None
+    ):
         """
         Parameters
         ----------
@@ -68,6 +70,8 @@ class AnnotMixLoss(nn.Module):
             Mixing weight of the pair's own label.
         reduction : {"mean", "sum"}, default="mean"
             Average or sum over the pairs (a sum over no pairs is 0).
+        weights : Tensor of shape (P,), optional
+            Weight of each pair's loss (both of its label terms).
 
         Returns
         -------
@@ -77,14 +81,16 @@ class AnnotMixLoss(nn.Module):
         if self.probability_space and class_logits.device.type == "cpu" and n_pairs:
             scale = 1.0 if reduction == "sum" else 1.0 / n_pairs
             loss, accurate = ProbabilitySpaceLoss.apply(
-                class_logits, confusion_logits, labels, partner_labels, lam, scale
+                class_logits, confusion_logits, labels, partner_labels, lam, scale, weights
             )
             if accurate:
                 return loss
-        return self.log_space(class_logits, confusion_logits, labels, partner_labels, lam, reduction)
+        return self.log_space(class_logits, confusion_logits, labels, partner_labels, lam, reduction, weights)
 
     @staticmethod
-    def log_space(class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean"):
+    def log_space(
+        class_logits, confusion_logits, labels, partner_labels, lam, reduction="mean", weights=None
+    ):
         """The loss computed in log space throughout, with autograd; the arguments of :meth:`forward`."""
         n_classes = class_logits.shape[1]
         log_class_proba = class_logits - torch.logsumexp(class_logits, 1, keepdim=True)
@@ -94,6 +100,8 @@ class AnnotMixLoss(nn.Module):
         log_annotation_proba = torch.logsumexp(base[:, :, None] + confusion_logits.gather(2, columns), 1)
         lam = lam.to(log_annotation_proba.dtype)
         per_pair = lam * log_annotation_proba[:, 0] + (1 - lam) * log_annotation_proba[:, 1]
+        if weights is not None:
+            per_pair = per_pair * weights
         return -(per_pair.sum() if reduction == "sum" else per_pair.mean())
 
 
@@ -290,13 +298,14 @@ class AnnotMixModule(CrowdModule):
         hidden = torch.addmm(annotator_part, instance_embedding.detach(), instance_weight.t()).relu_()
         return head.output(hidden).view(-1, head.n_classes, head.n_classes)
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
         """annot-mix's loss of one batch: the marginal likelihood of the (mixed) pairs.
 
         With ``lam``, each pair's instance, annotator embedding and one-hot
         label are mixed with its partner pair's, all with the pair's weight
         (see :meth:`pair_confusion_logits` and :class:`AnnotMixLoss`);
-        without, the GT model runs once on the batch's instances.
+        without, the GT model runs once on the batch's instances. ``weights``
+        (already mixed by the net) scale each pair's loss.
         Parameters and returns as for :meth:`CrowdModule.training_loss`.
         """
         if lam is not None:
@@ -309,7 +318,9 @@ class AnnotMixModule(CrowdModule):
             confusion_logits = self.pair_confusion_logits(embedding, annotators)
             lam = torch.ones(len(rows), device=x.device)
             partner_labels = labels
-        loss = self.loss(logits.float(), confusion_logits.float(), labels, partner_labels, lam)
+        loss = self.loss(
+            logits.float(), confusion_logits.float(), labels, partner_labels, lam, weights=weights
+        )
         return loss, logits
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._base import BaseCrowdClassifier
+from .._nn import weighted_mean
 from .._random import linear_init_
 from ._crowd_layer import CrowdLayerModule
 
@@ -135,19 +136,21 @@ class CrowdARModule(CrowdLayerModule):
         agrees = (logits.argmax(1) == labels).to(reliability_logit.dtype)
         return annotation, F.binary_cross_entropy_with_logits(reliability_logit, agrees, reduction="none")
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
         """CrowdAR's loss: soft-label cross-entropy and the reliability term, mixed by ``annotation_weight``.
 
-        ``mean_p [lambda * annotation_p + (1 - lambda) * reliability_p]``
-        with the terms of :meth:`pair_losses`; the reliability network's
-        output weights are first projected onto the non-negative entries.
+        ``mean_p w_p [lambda * annotation_p + (1 - lambda) * reliability_p]``
+        with the terms of :meth:`pair_losses` and the pairs' weights ``w_p``
+        from ``sample_weight`` / ``class_weight`` (1 when ``weights`` is
+        None); the reliability network's output weights are first projected
+        onto the non-negative entries.
         Parameters and returns as for :meth:`CrowdModule.training_loss`.
         """
         self.reliability.project_()
         logits, embedding = self.gt_model(x)
         annotation, reliability = self.pair_losses(logits[rows].float(), embedding[rows], annotators, labels)
         weight = self.annotation_weight
-        return (weight * annotation + (1 - weight) * reliability).mean(), logits
+        return weighted_mean(weight * annotation + (1 - weight) * reliability, weights), logits
 
 
 class CrowdARClassifier(BaseCrowdClassifier):

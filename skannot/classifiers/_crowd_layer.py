@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from .._base import BaseCrowdClassifier
-from .._nn import ConfusionTableModule
+from .._nn import ConfusionTableModule, weighted_mean
 
 
 class CrowdLayerModule(ConfusionTableModule):
@@ -41,7 +41,7 @@ class CrowdLayerModule(ConfusionTableModule):
         annotation_logits = (class_proba[:, :, None] * self.confusion(annotators)).sum(1)
         return annotation_logits - torch.logsumexp(annotation_logits, dim=1, keepdim=True)
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
         """Cross-entropy of the observed labels under ``softmax(p @ W[a])``.
 
         The same loss as the base class's from :meth:`annotation_log_proba`.
@@ -54,12 +54,15 @@ class CrowdLayerModule(ConfusionTableModule):
         weight = self.confusion.weight
         n_annotators, n_classes = weight.shape[0], weight.shape[1]
         if n_annotators >= len(rows):
-            return super().training_loss(x, rows, annotators, labels)
+            return super().training_loss(x, rows, annotators, labels, weights=weights)
         logits = self.gt_model(x)[0]
         class_proba = F.softmax(logits.float(), dim=1)  # (B, C)
         table = weight.permute(1, 0, 2).reshape(n_classes, n_annotators * n_classes)
         every = (class_proba @ table).view(len(x), n_annotators, n_classes)  # p @ W[m] for all (i, m)
-        return F.cross_entropy(every[rows, annotators], labels), logits
+        if weights is None:
+            return F.cross_entropy(every[rows, annotators], labels), logits
+        losses = F.cross_entropy(every[rows, annotators], labels, reduction="none")
+        return weighted_mean(losses, weights), logits
 
 
 class CrowdLayerClassifier(BaseCrowdClassifier):

@@ -11,7 +11,7 @@ from torch.distributions import Gamma
 from torch.nn import functional as F
 
 from .._base import BaseCrowdClassifier
-from .._nn import AnnotatorEmbedding, CrowdModule, OuterProduct, eta_bias
+from .._nn import AnnotatorEmbedding, CrowdModule, OuterProduct, eta_bias, weighted_mean
 from .._random import initialize_, linear_init_
 
 
@@ -174,17 +174,19 @@ class MaDLModule(CrowdModule):
         prior = Gamma(torch.tensor(shape, device=logits.device), torch.tensor(rate, device=logits.device))
         return -prior.log_prob(self.bandwidth.clamp(min=1e-3))
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
         """MaDL's loss: the annotator-weighted mean negative log-likelihood plus :meth:`penalty`.
 
         Each pair's ``-log P(z | x, a)`` is multiplied by its annotator's
-        weight (:meth:`annotator_weights`) before the mean over the pairs.
-        Parameters and returns as for :meth:`CrowdModule.training_loss`.
+        weight (:meth:`annotator_weights`), and by the pair's weight from
+        ``sample_weight`` / ``class_weight`` when ``weights`` is given, before
+        the mean over the pairs. Parameters and returns as for
+        :meth:`CrowdModule.training_loss`.
         """
         logits, embedding = self.gt_model(x)
         log_proba = self.annotation_log_proba(logits[rows].float(), embedding[rows], annotators)
         nll = -log_proba.gather(1, labels[:, None])[:, 0]
-        weighted = (self.annotator_weights()[annotators] * nll).mean()
+        weighted = weighted_mean(self.annotator_weights()[annotators] * nll, weights)
         return weighted + self.penalty(logits, annotators), logits
 
 

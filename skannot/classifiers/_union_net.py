@@ -8,7 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseCrowdClassifier
-from .._nn import ConfusionTableModule
+from .._nn import ConfusionTableModule, weighted_mean
 
 
 def union_init(n_classes, epsilon):
@@ -50,7 +50,7 @@ class UnionNetModule(ConfusionTableModule):
         weight = self.confusion.weight
         return weight - torch.logsumexp(weight, dim=(0, 2), keepdim=True)
 
-    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None):
+    def training_loss(self, x, rows, annotators, labels, lam=None, partner=None, weights=None):
         """UnionNet's loss of one batch: ``-mean_p log sum_y p(y | x_p) T[y, m_p C + z_p]``.
 
         Parameters and returns as for :meth:`CrowdModule.training_loss`.
@@ -59,7 +59,8 @@ class UnionNetModule(ConfusionTableModule):
         class_logits = logits[rows].float()
         log_class_proba = class_logits - torch.logsumexp(class_logits, dim=1, keepdim=True)
         log_transition = self.log_transition()[annotators, :, labels]  # (P, C): column m C + z of T
-        return -torch.logsumexp(log_class_proba + log_transition, dim=1).mean(), logits
+        log_likelihood = torch.logsumexp(log_class_proba + log_transition, dim=1)
+        return -weighted_mean(log_likelihood, weights), logits
 
 
 class UnionNetClassifier(BaseCrowdClassifier):

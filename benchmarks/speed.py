@@ -178,6 +178,56 @@ def fit_floor(X, Z, seed, device="cpu", epochs=EPOCHS):
     return module
 
 
+def fit_floor_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
+    """A bare PyTorch loop of the crowd layer: the same network, step and loss, nothing else.
+
+    skannot's MLP with its dropout masks, a (M, C, C) crowd-layer tensor
+    initialised to the identity, ``softmax(p @ W[m])`` for every instance and
+    annotator in one product, the cross-entropy of the observed labels,
+    ``torch.optim.RAdam`` and the cosine schedule.
+    """
+    torch.manual_seed(seed)
+    device = torch.device(device)
+    observed = Z >= 0
+    n_classes, n_annotators = int(Z.max()) + 1, Z.shape[1]
+    counts = torch.from_numpy(observed.sum(1))
+    indptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    rows_, cols_ = np.nonzero(observed)
+    annotators = torch.from_numpy(cols_).to(device)
+    labels = torch.from_numpy(Z[rows_, cols_]).to(device)
+    Xt = torch.from_numpy(X)
+    gt = MLP(X.shape[1], n_classes, HIDDEN, 0.5, True).to(device)
+    for part in gt.modules():
+        if hasattr(part, "use_fast_paths"):
+            part.use_fast_paths({"byte_masks"})
+    weight = nn.Parameter(torch.eye(n_classes, device=device).repeat(n_annotators, 1, 1))
+    optimizer = torch.optim.RAdam([*gt.parameters(), weight], lr=LR)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    gt.train()
+    n = len(X)
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        if n % BATCH == 1:
+            order = order[:-1]
+        for rows in order.split(BATCH):
+            starts, stops = indptr[rows], indptr[rows + 1]
+            counts = stops - starts
+            local = torch.repeat_interleave(torch.arange(len(rows)), counts)
+            positions = torch.arange(int(counts.sum())) - (counts.cumsum(0) - counts)[local] + starts[local]
+            x = Xt[rows].to(device, non_blocking=True)
+            local, positions = local.to(device), positions.to(device)
+            a, z = annotators[positions], labels[positions]
+            class_proba = F.softmax(gt(x)[0], dim=1)
+            table = weight.permute(1, 0, 2).reshape(n_classes, n_annotators * n_classes)
+            annotation_logits = (class_proba @ table).view(len(rows), n_annotators, n_classes)[local, a]
+            loss = F.cross_entropy(annotation_logits, z)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+    return gt
+
+
 class TorchMLP(nn.Module):
     """The GT network as a scikit-activeml user writes it: stock torch layers, ``nn.Dropout``."""
 
@@ -302,7 +352,7 @@ def part_music(args):
 
 
 def part_crowd_layer(args):
-    contenders = {"skannot": fit_skannot_crowd_layer}
+    contenders = {"skannot": fit_skannot_crowd_layer, "bare PyTorch loop (floor)": fit_floor_crowd_layer}
     if SkActiveMLCrowdLayer is None:
         print("scikit-activeml is not installed: its rows are skipped (pip install 'skannot[bench]').")
     else:

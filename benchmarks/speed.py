@@ -57,6 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from skannot import AnnotMixClassifier
+from skannot._fast import FlatRAdam
 from skannot._nn import MLP
 from skannot.classifiers._annot_mix import AnnotMixModule
 from skannot.datasets import fetch_music_genres
@@ -178,13 +179,13 @@ def fit_floor(X, Z, seed, device="cpu", epochs=EPOCHS):
     return module
 
 
-def fit_floor_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
+def fit_floor_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS, optimizer_class=torch.optim.RAdam):
     """A bare PyTorch loop of the crowd layer: the same network, step and loss, nothing else.
 
     skannot's MLP with its dropout masks, a (M, C, C) crowd-layer tensor
     initialised to the identity, ``softmax(p @ W[m])`` for every instance and
     annotator in one product, the cross-entropy of the observed labels,
-    ``torch.optim.RAdam`` and the cosine schedule.
+    ``optimizer_class`` (``torch.optim.RAdam``) and the cosine schedule.
     """
     torch.manual_seed(seed)
     device = torch.device(device)
@@ -201,7 +202,7 @@ def fit_floor_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
         if hasattr(part, "use_fast_paths"):
             part.use_fast_paths({"byte_masks"})
     weight = nn.Parameter(torch.eye(n_classes, device=device).repeat(n_annotators, 1, 1))
-    optimizer = torch.optim.RAdam([*gt.parameters(), weight], lr=LR)
+    optimizer = optimizer_class([*gt.parameters(), weight], lr=LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     gt.train()
     n = len(X)
@@ -352,7 +353,11 @@ def part_music(args):
 
 
 def part_crowd_layer(args):
-    contenders = {"skannot": fit_skannot_crowd_layer, "bare PyTorch loop (floor)": fit_floor_crowd_layer}
+    contenders = {
+        "skannot": fit_skannot_crowd_layer,
+        "bare PyTorch loop (floor)": fit_floor_crowd_layer,
+        "bare loop, skannot's FlatRAdam": partial(fit_floor_crowd_layer, optimizer_class=FlatRAdam),
+    }
     if SkActiveMLCrowdLayer is None:
         print("scikit-activeml is not installed: its rows are skipped (pip install 'skannot[bench]').")
     else:

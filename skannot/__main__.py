@@ -65,16 +65,16 @@ def main(argv=None):
     print(f"{'annot-mix (AnnotMixClassifier)':<32}{annot_mix_accuracy:>14.3f}{annot_mix_time:>14.1f}")
     print(f"{'MLP on majority vote':<32}{majority_accuracy:>14.3f}{mlp_time:>14.1f}")
     print()
+    print(
+        "estimated: annotator_accuracy_, the mean support of an annotator's labels by each item's\n"
+        "other labels; it ranks the annotators and reads low where items have few labels\n"
+        "(docs/user_guide/cleaning.md)"
+    )
     print(f"{'annotator':<12}{'true accuracy':>15}{'estimated':>12}")
     for m, (true, estimated) in enumerate(zip(true_accuracy, clf.annotator_accuracy_)):
         print(f"{m:<12}{true:>15.3f}{estimated:>12.3f}")
     rho = spearmanr(true_accuracy, clf.annotator_accuracy_).statistic
     print(f"Spearman correlation of estimated and true annotator accuracy: {rho:.3f}")
-    print(
-        "(estimated: annotator_accuracy_, the mean support of an annotator's labels by each item's\n"
-        " other labels; it ranks the annotators and reads low where items have few labels:\n"
-        " docs/user_guide/cleaning.md)"
-    )
     return {"annot_mix": annot_mix_accuracy, "majority_vote": majority_accuracy, "spearman": rho}
 
 

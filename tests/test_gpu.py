@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from skannot import AnnotMixClassifier
+from skannot import AnnotMixClassifier, CrowdLayerClassifier
 from skannot._accelerate import ShardedDropout, row_shard
 from skannot._fast import RowSparseAdam, keep_mask
 from skannot._nn import MLP
+from skannot._testing import ESTIMATORS
 from skannot.classifiers._annot_mix import AnnotMixLoss, AnnotMixModule
 
 DEVICE = os.environ.get("SKANNOT_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
@@ -139,3 +140,49 @@ def test_accelerated_fit_on_one_device(split, cpu_fit):
     clf = AcceleratedAnnotMixClassifier(**SETTINGS, accelerator=accelerator).fit(X, Z)
     assert clf.device_.type == DEVICE
     assert abs(_accuracy(clf, X_test, y_test) - _accuracy(cpu_fit, X_test, y_test)) < 0.04
+
+
+# -- the whole family on the device ------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_every_estimator_fits_and_predicts_on_the_device(split, estimator):
+    """Each method's module, loss and summaries run on the device and learn what they learn on the CPU."""
+    X, Z, X_test, y_test = split
+    settings = {"max_epochs": 10, "random_state": 0}
+    cpu = estimator(**settings, device="cpu").fit(X, Z)
+    clf = estimator(**settings, device=DEVICE).fit(X, Z)
+    assert all(p.device.type == DEVICE for p in clf.net_.module_.parameters())
+    assert np.isfinite(clf.history_[:, "train_loss"]).all()
+    assert abs(_accuracy(clf, X_test, y_test) - _accuracy(cpu, X_test, y_test)) < 0.08
+    n_annotators = Z.shape[1]
+    proba = clf.predict_annotator_proba(X_test[:5])
+    assert isinstance(proba, np.ndarray) and proba.shape == (5, n_annotators, 3)
+    assert clf.annotator_confusion_.shape == (n_annotators, 3, 3)
+    consensus = clf.predict_consensus_proba(X, Z)
+    np.testing.assert_allclose(consensus.sum(1), 1, rtol=1e-5)
+    quality = clf.label_quality(X, Z)["quality"].to_numpy()
+    assert np.isfinite(quality).all() and ((0 <= quality) & (quality <= 1)).all()
+
+
+@pytest.mark.parametrize("estimator", [AnnotMixClassifier, CrowdLayerClassifier])
+def test_weights_and_early_stopping_on_the_device(split, estimator):
+    X, Z, X_test, y_test = split
+    weights = np.random.default_rng(0).uniform(0.5, 1.5, len(X))
+    settings = {"max_epochs": 10, "random_state": 0, "early_stopping": True, "n_iter_no_change": 3}
+    clf = estimator(**settings, device=DEVICE, class_weight="balanced").fit(X, Z, sample_weight=weights)
+    assert np.isfinite(clf.history_[:, "valid_loss"]).all()
+    assert 1 <= clf.best_epoch_ <= len(clf.history_)
+    assert _accuracy(clf, X_test, y_test) > 0.6
+
+
+def test_annotator_features_on_the_device(split):
+    """Annotators described by features train on the device and predict new annotators there."""
+    X, Z, X_test, _ = split
+    features = np.random.default_rng(0).normal(size=(Z.shape[1], 3))
+    settings = {"max_epochs": 10, "random_state": 0, "annotator_features": features}
+    clf = AnnotMixClassifier(**settings, annotator_representation="features", device=DEVICE).fit(X, Z)
+    new = np.random.default_rng(1).normal(size=(2, 3))
+    proba = clf.predict_annotator_proba(X_test[:4], annotator_features=new)
+    assert proba.shape == (4, 2, 3)
+    np.testing.assert_allclose(proba.sum(-1), 1, rtol=1e-5)

@@ -38,7 +38,8 @@ gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA d
 print(f"torch {torch.__version__}, {gpu}, skorch {skorch.__version__}, scikit-learn {sklearn.__version__}")
 EOF
 
-# The GPU tests (tests/test_gpu.py) and the persistence tests, whose GPU test needs CUDA.
+# The GPU tests (tests/test_gpu.py: annot-mix, every estimator of the family, weights, early stopping,
+# annotator features) and the persistence tests, whose GPU test needs CUDA.
 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_persistence.py 2>&1 |
     tee "$out/tests.txt" || status=1
 

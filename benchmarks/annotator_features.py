@@ -25,7 +25,9 @@ deviation 0.5, plus 4 uninformative columns) and ``few, shuffled features``
 (each annotator gets another annotator's features, so they carry no
 information about it). Run: ``python
 benchmarks/annotator_features.py [--seeds N] [--write]``; ``--write`` puts the
-table into ``docs/user_guide/annotator_features.md``.
+table into ``docs/user_guide/annotator_features.md``. ``--method madl`` runs
+the same with ``MaDLClassifier`` (its own defaults for the annotator model;
+``--regimes`` picks regimes) and writes into that page's MaDL table.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_classification
 
-from skannot import AnnotMixClassifier
+from skannot import AnnotMixClassifier, MaDLClassifier
 from skannot.datasets import simulate_feature_annotators
 
 N_CLASSES = 6
@@ -53,11 +55,16 @@ REGIMES = {
 }
 MODELS = {"one-hot": "embedding", "features": "features", "features+correction": "features+embedding"}
 SETTINGS = {"max_epochs": 30, "hidden_sizes": (64,), "annotator_embed_dim": 32, "annotator_hidden_size": 32}
+#: method -> (estimator, settings, marker of its table in the docs page)
+METHODS = {
+    "annot_mix": (AnnotMixClassifier, SETTINGS, "benchmark"),
+    "madl": (MaDLClassifier, {"max_epochs": 30, "hidden_sizes": (64,), "hidden_size": 32}, "madl-benchmark"),
+}
 METRICS = (("heldout_ll", "{:.3f}"), ("test_acc", "{:.3f}"), ("confusion_mae", "{:.4f}"))
 DOC = Path(__file__).resolve().parents[1] / "docs" / "user_guide" / "annotator_features.md"
 
 
-def run_one(skill, regime, seed):
+def run_one(skill, regime, seed, method="annot_mix"):
     n_annotators, per_sample, noise, noise_columns, shuffled = REGIMES[regime]
     X, y = make_classification(
         n_samples=N_TRAIN + N_TEST, n_features=10, n_informative=6, n_redundant=0,
@@ -82,10 +89,11 @@ def run_one(skill, regime, seed):
     test_rows, test_cols = np.nonzero(Z[N_TRAIN:][:, held_out] >= 0)
     test_labels = Z[N_TRAIN:][:, held_out][test_rows, test_cols]
     results = {}
+    estimator, settings, _ = METHODS[method]
     for name, representation in MODELS.items():
         start = time.perf_counter()
-        clf = AnnotMixClassifier(
-            **SETTINGS,
+        clf = estimator(
+            **settings,
             annotator_representation=representation,
             annotator_features=None if representation == "embedding" else features,
             random_state=seed,
@@ -127,15 +135,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="write the table into the docs page")
+    parser.add_argument("--method", choices=list(METHODS), default="annot_mix")
+    parser.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
     args = parser.parse_args()
     torch.set_num_threads(1)
     all_results = {}
     start = time.perf_counter()
     for skill in ("specialty", "bias"):
-        for regime in REGIMES:
+        for regime in args.regimes:
             runs, counts = [], []
             for seed in range(args.seeds):
-                results, per_annotator = run_one(skill, regime, seed)
+                results, per_annotator = run_one(skill, regime, seed, args.method)
                 runs.append(results)
                 counts.append(per_annotator)
             all_results[skill, regime] = (runs, float(np.mean(counts)))
@@ -145,7 +155,7 @@ def main():
     if args.write:
         page = DOC.read_text()
         marked = re.sub(
-            r"(<!-- benchmark:start -->\n).*?(<!-- benchmark:end -->)",
+            rf"(<!-- {METHODS[args.method][2]}:start -->\n).*?(<!-- {METHODS[args.method][2]}:end -->)",
             lambda m: m[1] + text + "\n" + m[2],
             page,
             flags=re.S,

@@ -326,7 +326,8 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} got annotator_features, but its annotator model is a free "
                 "confusion matrix per annotator (or, for aggregation, no annotator model), which cannot "
                 "be computed from features; "
-                "AnnotMixClassifier(annotator_features=...) learns annotators from their features."
+                "AnnotMixClassifier(annotator_features=...) and MaDLClassifier(annotator_features=...) "
+                "learn annotators from their features."
             )
         if unknown:
             raise TypeError(

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.base import clone
 
-from skannot import AnnotMixClassifier
+from skannot import AnnotMixClassifier, MaDLClassifier
 from skannot._annotator_features import AnnotatorFeatureEncoder
 from skannot._nn import AnnotatorCorrection, AnnotatorFeatureMap, mix
 from skannot._testing import ESTIMATORS, small_settings
@@ -27,6 +27,10 @@ def data():
     Z[:, 4] = -1
     A = np.random.default_rng(0).normal(size=(5, 3))
     return X, Z, A
+
+
+#: The methods whose annotator model is a free matrix per annotator (or none): no features.
+FREE_MATRIX_METHODS = [e for e in ESTIMATORS if e not in (AnnotMixClassifier, MaDLClassifier)]
 
 
 def fit(X, Z, A, representation="auto", **params):
@@ -303,7 +307,7 @@ def test_contradicting_parameters_are_refused(data, params, message):
         AnnotMixClassifier(**SMALL, **params).fit(X, Z)
 
 
-@pytest.mark.parametrize("estimator", [e for e in ESTIMATORS if e is not AnnotMixClassifier])
+@pytest.mark.parametrize("estimator", FREE_MATRIX_METHODS)
 def test_methods_with_a_free_matrix_per_annotator_refuse_features(estimator):
     with pytest.raises(TypeError, match="cannot be computed from features"):
         estimator(annotator_features=np.zeros((3, 2)))
@@ -461,3 +465,117 @@ def test_accelerated_classifier_takes_features(data):
     ).fit(X, Z)
     assert clf.annotator_representation_ == "features" and not clf.sparse_annotator_updates_
     assert clf.predict_annotator_proba(X[:2], annotator_features=A[:1]).shape == (2, 1, 3)
+
+
+# -- MaDL: the same representations for its annotator embedding ------------------------
+
+MADL_SMALL = small_settings(MaDLClassifier, max_epochs=2, hidden_sizes=(8,))
+
+
+def fit_madl(X, Z, A, representation="auto", **params):
+    params = {**MADL_SMALL, **params, "annotator_features": A, "random_state": 0}
+    return MaDLClassifier(**params, annotator_representation=representation).fit(X, Z)
+
+
+def test_madl_without_features_is_unchanged(data):
+    # Pinned from main before MaDL took annotator features (same data, settings and seed).
+    X, Z, _ = data
+    clf = MaDLClassifier(**MADL_SMALL, random_state=1).fit(X, Z)
+    np.testing.assert_allclose(
+        clf.predict_proba(X[:3]),
+        [[0.48558235, 0.42912957, 0.08528805], [0.38570702, 0.4144591, 0.19983393],
+         [0.5071422, 0.36972502, 0.12313284]],
+        atol=1e-6,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        clf.annotator_confusion_[4, 0], [0.71391905, 0.14458991, 0.14149103], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        clf.predict_annotator_proba(X[:1], annotators=[0, 4]),
+        [[[0.40517804, 0.41587913, 0.1789428], [0.38153875, 0.42720336, 0.19125792]]],
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        clf.annotator_weights_, [0.89318854, 0.92855763, 0.9227863, 1.1412994, 1.1141683], atol=1e-6
+    )
+    assert clf.annotator_representation_ == "embedding"
+
+
+@pytest.mark.parametrize("representation", REPRESENTATIONS)
+def test_madl_with_features_predicts_new_annotators(data, representation):
+    X, Z, A = data
+    clf = fit_madl(X, Z, A, representation)
+    module = clf.net_.module_
+    assert clf.annotator_representation_ == representation and hasattr(module, "annotator_feature_map")
+    new = np.random.default_rng(1).normal(size=(7, 3))
+    proba = clf.predict_annotator_proba(X[:4], annotator_features=new)
+    assert proba.shape == (4, 7, 3)
+    np.testing.assert_allclose(proba.sum(-1), 1, rtol=1e-5)
+    assert np.abs(proba[:, 0] - proba[:, 1]).max() > 0
+    assert clf.predict_annotator_confusion(X, annotator_features=new).shape == (7, 3, 3)
+    # The kernel weights are computed on the mapped embeddings of the training annotators.
+    table = module.annotator_table().detach()
+    assert table.shape == (5, MADL_SMALL.get("embed_dim", 16))
+    assert clf.annotator_weights_.shape == (5,)
+    np.testing.assert_allclose(clf.annotator_weights_.mean(), 1, rtol=1e-5)
+    np.testing.assert_allclose(clf.annotator_weights_, module.annotator_weights().detach().numpy(), rtol=1e-6)
+
+
+def test_madl_features_of_fitted_annotators_give_their_predictions(data):
+    X, Z, A = data
+    clf = fit_madl(X, Z, A, "features")
+    np.testing.assert_allclose(
+        clf.predict_annotator_proba(X[:6], annotator_features=A),
+        clf.predict_annotator_proba(X[:6]),
+        atol=1e-6,
+    )
+    # Annotator 4 has no labels: its own features describe it, not the average annotator.
+    vectors = clf.net_.module_.eval().annotator_vectors(torch.arange(5)).detach()
+    assert not torch.allclose(vectors[4], vectors[:4].mean(0))
+
+
+def test_madl_correction_gives_unlabelled_and_new_annotators_the_mean_correction(data):
+    X, Z, A = data
+    clf = fit_madl(X, Z, A, "features+embedding", max_epochs=3)
+    module = clf.net_.module_.eval()
+    table = module.annotator_embedding.weight.detach()
+    assert torch.count_nonzero(table[:4]) > 0 and torch.count_nonzero(table[4]) == 0
+    mean = table[:4].mean(0)
+    vectors = module.annotator_vectors(torch.arange(5)).detach()
+    torch.testing.assert_close(vectors[4], module.annotator_feature_map(torch.tensor([4]))[0].detach() + mean)
+    new = torch.from_numpy(clf.annotator_encoder_.transform(A[:1]))
+    torch.testing.assert_close(
+        module.new_annotator_vectors(new).detach(), module.annotator_feature_map.encode(new).detach() + mean
+    )
+
+
+def test_madl_refuses_contradicting_parameters_and_predicting_features_without_them(data):
+    X, Z, A = data
+    with pytest.raises(ValueError, match="needs annotator_features"):
+        MaDLClassifier(**MADL_SMALL, annotator_representation="features").fit(X, Z)
+    with pytest.raises(ValueError, match="ignores"):
+        MaDLClassifier(**MADL_SMALL, annotator_features=A, annotator_representation="embedding").fit(X, Z)
+    clf = MaDLClassifier(**MADL_SMALL, random_state=0).fit(X, Z)
+    with pytest.raises(ValueError, match="fitted without annotator_features"):
+        clf.predict_annotator_proba(X[:2], annotator_features=A[:1])
+    with pytest.raises(ValueError, match="rows"):
+        MaDLClassifier(**MADL_SMALL, annotator_features=A[:4]).fit(X, Z)
+
+
+def test_madl_clone_pickle_and_warm_start_with_features(data):
+    X, Z, A = data
+    clf = fit_madl(X, Z, A, "features", warm_start=True)
+    np.testing.assert_allclose(clone(clf).fit(X, Z).predict_proba(X[:4]), clf.predict_proba(X[:4]), atol=1e-6)
+    restored = pickle.loads(pickle.dumps(clf))
+    new = A[:2] + 0.5
+    np.testing.assert_allclose(
+        restored.predict_annotator_proba(X[:4], annotator_features=new),
+        clf.predict_annotator_proba(X[:4], annotator_features=new),
+    )
+    corrected = A.copy()
+    corrected[0] += 1.0
+    clf.set_params(annotator_features=corrected).fit(X, Z)
+    torch.testing.assert_close(
+        clf.net_.module_.annotator_feature_map.features,
+        torch.from_numpy(clf.annotator_encoder_.transform(corrected)),
+    )

@@ -5,13 +5,22 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.distributions import Gamma
 from torch.nn import functional as F
 
+from .._annotator_features import REPRESENTATIONS, AnnotatorFeaturesMixin
 from .._base import BaseCrowdClassifier
-from .._nn import AnnotatorEmbedding, CrowdModule, OuterProduct, eta_bias, weighted_mean
+from .._nn import (
+    AnnotatorCorrection,
+    AnnotatorEmbedding,
+    AnnotatorFeatureMap,
+    CrowdModule,
+    OuterProduct,
+    eta_bias,
+    weighted_mean,
+)
 from .._random import initialize_, linear_init_
 
 
@@ -113,6 +122,16 @@ class MaDLModule(CrowdModule):
     bandwidth_prior : tuple of two floats or None, default=(1.25, 0.25)
         Shape and rate of the Gamma prior on the kernel bandwidth; None
         weighs every annotator 1.
+    annotator_features : Tensor of shape (M, K), optional
+        Encoded features of the annotators; required by the feature
+        representations.
+    representation : {"embedding", "features", "features+embedding"}, default="embedding"
+        Where an annotator's embedding comes from: a learned table
+        (:class:`~skannot._nn.AnnotatorEmbedding`, the paper's one-hot
+        input), an affine map of its features
+        (:class:`~skannot._nn.AnnotatorFeatureMap`, the paper's annotator
+        features as input), or that map plus a per-annotator correction that
+        starts at zero (:class:`~skannot._nn.AnnotatorCorrection`).
     """
 
     def __init__(
@@ -125,9 +144,19 @@ class MaDLModule(CrowdModule):
         hidden_size=128,
         eta=0.8,
         bandwidth_prior=(1.25, 0.25),
+        annotator_features=None,
+        representation="embedding",
     ):
         super().__init__(gt_model)
-        self.annotator_embedding = AnnotatorEmbedding(n_annotators, embed_dim)
+        self.representation = representation
+        if representation == "embedding":
+            self.annotator_embedding = AnnotatorEmbedding(n_annotators, embed_dim)
+        else:
+            self.annotator_feature_map = AnnotatorFeatureMap(annotator_features, embed_dim)
+            if representation == "features+embedding":
+                self.annotator_embedding = AnnotatorCorrection(n_annotators, embed_dim)
+        # Annotators with training labels (the correction of the others is the labelled ones' mean).
+        self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
         self.annotator_head = MaDLHead(instance_dim, embed_dim, hidden_size, n_classes, eta)
         self.bandwidth_prior = None if bandwidth_prior is None else tuple(float(v) for v in bandwidth_prior)
         if self.bandwidth_prior is None:
@@ -138,11 +167,60 @@ class MaDLModule(CrowdModule):
             self.bandwidth = nn.Parameter(torch.tensor(max(0.0, (shape - 1) / rate)))
 
     def mark_labelled_annotators(self, labelled):
-        self.annotator_embedding.mark_labelled(labelled)
+        self.labelled.copy_(labelled)
+        if self.representation == "embedding":
+            self.annotator_embedding.mark_labelled(labelled)
+
+    def annotator_table(self):
+        """Embeddings (M, E) of all training annotators, each its own (in any mode)."""
+        if self.representation == "embedding":
+            return self.annotator_embedding.table()
+        table = self.annotator_feature_map.table()
+        if self.representation == "features+embedding":
+            table = table + self.annotator_embedding.weight
+        return table
+
+    def annotator_vectors(self, annotators):
+        """Embeddings (P, E) of ``annotators`` (P,).
+
+        In training every annotator reads its own; in evaluation an
+        annotator without labels gets the average annotator's embedding, or
+        with features its own features' embedding plus the labelled
+        annotators' mean correction.
+        """
+        if self.representation == "embedding":
+            return self.annotator_embedding(annotators)
+        vectors = self.annotator_feature_map(annotators)
+        if self.representation == "features+embedding":
+            correction = self.annotator_embedding(annotators)
+            if not self.training and not bool(self.labelled.all()):
+                mean = self.annotator_embedding.mean_row(self.labelled)
+                correction = torch.where(self.labelled[annotators, None], correction, mean)
+            vectors = vectors + correction
+        return vectors
+
+    def new_annotator_vectors(self, features):
+        """Embeddings (N, E) of annotators not in training, from their encoded features (N, K).
+
+        Raises
+        ------
+        ValueError
+            With the ``"embedding"`` representation, which has no features.
+        """
+        if self.representation == "embedding":
+            raise ValueError("An annotator table cannot represent new annotators; fit with features.")
+        vectors = self.annotator_feature_map.encode(features)
+        if self.representation == "features+embedding":
+            vectors = vectors + self.annotator_embedding.mean_row(self.labelled)
+        return vectors
+
+    def log_confusion_of(self, embedding, vectors):
+        """``log P(z | x, a, y)`` (P, C, C) from instance (P, D) and annotator embeddings (P, E)."""
+        logits = self.annotator_head(embedding, vectors)
+        return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
 
     def log_confusion(self, embedding, annotators):
-        logits = self.annotator_head(embedding, self.annotator_embedding(annotators))
-        return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+        return self.log_confusion_of(embedding, self.annotator_vectors(annotators))
 
     def annotator_weights(self):
         """Weight of each annotator's labels in the likelihood, shape (M,), mean 1.
@@ -154,7 +232,7 @@ class MaDLModule(CrowdModule):
         similar annotators (e.g. spammers giving the same answer) does not
         dominate the likelihood. All ones without a bandwidth prior.
         """
-        vectors = self.annotator_embedding.table().detach()
+        vectors = self.annotator_table().detach()
         if self.bandwidth is None:
             return torch.ones(len(vectors), device=vectors.device)
         squared = (vectors * vectors).sum(1)
@@ -190,7 +268,7 @@ class MaDLModule(CrowdModule):
         return weighted + self.penalty(logits, annotators), logits
 
 
-class MaDLClassifier(BaseCrowdClassifier):
+class MaDLClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):
     """Classifier trained on noisy labels from several annotators with multi-annotator deep learning.
 
     MaDL [1]_ learns a ground-truth (GT) model ``p(y | x)`` jointly with an
@@ -218,6 +296,23 @@ class MaDLClassifier(BaseCrowdClassifier):
     bandwidth_prior : tuple (shape, rate) of positive floats, or None, default=(1.25, 0.25)
         Gamma prior on the kernel bandwidth, which starts at the prior's
         mode; None turns the annotator weights off (every label weighs 1).
+    annotator_features : array-like of shape (n_annotators, n_annotator_features) or DataFrame, default=None
+        What is known about each annotator, one row per annotator of ``Z``
+        (or a DataFrame indexed by the annotator names), encoded as for
+        :class:`AnnotMixClassifier` (categorical columns one-hot, then every
+        column standardised; NaN and infinite values refused). With features
+        the annotator embedding is an affine map of them (the paper's
+        annotator features as input), so the model predicts annotators who
+        gave no label: ``predict_annotator_proba``,
+        ``predict_annotator_confusion`` and ``predict_annotator_accuracy``
+        take ``annotator_features=`` of new annotators. The kernel weights
+        are then computed on the mapped embeddings.
+    annotator_representation : {"auto", "embedding", "features", "features+embedding"}, default="auto"
+        Where the annotator embedding comes from: ``"embedding"``, a learned
+        table (the paper's one-hot annotators); ``"features"``, the affine
+        map of ``annotator_features``; ``"features+embedding"``, that map
+        plus a per-annotator correction starting at zero; ``"auto"``,
+        ``"features"`` with ``annotator_features``, else ``"embedding"``.
     {shared_parameters}
 
     Attributes
@@ -255,8 +350,9 @@ class MaDLClassifier(BaseCrowdClassifier):
     paper's linear layer on one-hot annotator vectors; the GT model and
     training settings are the family's shared defaults (an MLP trained with
     RAdam and a cosine learning-rate schedule, as in the annot-mix paper's
-    comparison); annotator features (the paper's inductive setting) are not
-    supported.
+    comparison); annotator features enter through an affine map (the
+    paper's code feeds them to the same linear layer as one-hot vectors,
+    which is that map), standardised by skannot.
 
     References
     ----------
@@ -285,17 +381,30 @@ class MaDLClassifier(BaseCrowdClassifier):
         "embed_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "bandwidth_prior": [tuple, list, None],
+        "annotator_features": ["array-like", None],
+        "annotator_representation": [StrOptions(set(REPRESENTATIONS))],
     }
     _method_name = "MaDL"
 
     def __init__(
-        self, module=None, *, eta=0.8, embed_dim=16, hidden_size=128, bandwidth_prior=(1.25, 0.25), **kwargs
+        self,
+        module=None,
+        *,
+        eta=0.8,
+        embed_dim=16,
+        hidden_size=128,
+        bandwidth_prior=(1.25, 0.25),
+        annotator_features=None,
+        annotator_representation="auto",
+        **kwargs,
     ):
         super().__init__(module, **kwargs)
         self.eta = eta
         self.embed_dim = embed_dim
         self.hidden_size = hidden_size
         self.bandwidth_prior = bandwidth_prior
+        self.annotator_features = annotator_features
+        self.annotator_representation = annotator_representation
 
     def _check_method_params(self, n_classes):
         if not 1 / n_classes < self.eta < 1:
@@ -311,8 +420,10 @@ class MaDLClassifier(BaseCrowdClassifier):
                 f"bandwidth_prior={prior!r} must be (shape, rate), two positive numbers of the Gamma "
                 "prior on the kernel bandwidth, e.g. (1.25, 0.25); or None to weigh every annotator 1."
             )
+        self._resolved_representation()  # contradicting feature parameters fail before training
 
     def _build_crowd_module(self, gt_model, n_features, instance_dim, n_classes, n_annotators):
+        features = self._training_annotator_features()
         return MaDLModule(
             gt_model,
             n_annotators=n_annotators,
@@ -322,6 +433,8 @@ class MaDLClassifier(BaseCrowdClassifier):
             hidden_size=self.hidden_size,
             eta=self.eta,
             bandwidth_prior=self.bandwidth_prior,
+            annotator_features=features,
+            representation=self.annotator_representation_,
         )
 
     def _summarise_annotators(self, X, annotations):

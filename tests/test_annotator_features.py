@@ -579,3 +579,20 @@ def test_madl_clone_pickle_and_warm_start_with_features(data):
         clf.net_.module_.annotator_feature_map.features,
         torch.from_numpy(clf.annotator_encoder_.transform(corrected)),
     )
+
+
+@pytest.mark.parametrize("estimator", [AnnotMixClassifier, MaDLClassifier])
+def test_features_with_early_stopping_weights_and_a_warm_start(data, estimator):
+    """Annotator features, sample and class weights, early stopping and warm starts work together."""
+    X, Z, A = data
+    settings = small_settings(estimator, max_epochs=4, random_state=0)
+    weights = np.random.default_rng(1).uniform(0.5, 2, len(X))
+    clf = estimator(
+        **settings, annotator_features=A, early_stopping=True, n_iter_no_change=2, class_weight="balanced"
+    ).fit(X, Z, sample_weight=weights)
+    assert 1 <= clf.best_epoch_ <= 4 and np.isfinite(clf.history_[:, "valid_loss"]).all()
+    assert clf.predict_annotator_proba(X[:2], annotator_features=A[:1]).shape == (2, 1, 3)
+    clf = estimator(**settings, annotator_features=A, annotator_representation="features+embedding")
+    clf.set_params(warm_start=True).fit(X, Z).fit(X, Z, sample_weight=weights)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_consensus(X, Z), clf.predict_consensus(X, Z))

@@ -200,6 +200,23 @@ SHARED_ATTRIBUTES = """\
         Device the model lives on."""
 
 
+def check_eta(eta, n_classes):
+    """Refuse an initial diagonal ``eta`` outside (1 / n_classes, 1) with a message saying why.
+
+    Parameters
+    ----------
+    eta : float
+        Prior probability of a correct label (the methods' ``eta``).
+    n_classes : int
+        Number of classes C.
+    """
+    if not 1 / n_classes < eta < 1:
+        raise ValueError(
+            f"eta={eta} must lie in (1/n_classes, 1) = ({1 / n_classes:.4g}, 1) for "
+            f"{n_classes} classes: annotators are assumed better than random guessing."
+        )
+
+
 def resolve_device(device):
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device into a torch.device."""
     if isinstance(device, str) and device == "auto":

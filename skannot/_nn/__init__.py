@@ -1,6 +1,6 @@
 """Torch building blocks: GT backbones, annotator heads and the module protocol of the family."""
 
-from ._annotators import AnnotatorCorrection, AnnotatorFeatureMap
+from ._annotators import AnnotatorCorrection, AnnotatorFeatureMap, AnnotatorRepresentation
 from ._base import ConfusionTableModule, CrowdModule, weighted_mean
 from ._embeddings import AnnotatorEmbedding, OuterProduct
 from ._heads import AnnotatorHead, ConfusionTable, eta_bias
@@ -12,6 +12,7 @@ __all__ = [
     "AnnotatorEmbedding",
     "AnnotatorFeatureMap",
     "AnnotatorHead",
+    "AnnotatorRepresentation",
     "ConfusionTable",
     "ConfusionTableModule",
     "CrowdModule",

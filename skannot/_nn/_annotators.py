@@ -83,3 +83,83 @@ class AnnotatorCorrection(nn.Embedding):
         if not bool(labelled.any()):
             return torch.zeros_like(self.weight[0])
         return self.weight[labelled].mean(0)
+
+
+class AnnotatorRepresentation:
+    """Mixin of a :class:`~skannot._nn.CrowdModule` whose annotator model reads a vector per annotator.
+
+    It builds the representation that ``representation`` names (the
+    estimators' resolved ``annotator_representation``) and gives what the
+    representations share: the vectors of all training annotators and those
+    of new annotators given by their features. The module keeps its own
+    ``annotator_vectors`` (how an annotator without labels is predicted
+    depends on its table).
+
+    Attributes set by :meth:`build_annotator_representation`:
+    ``representation``; ``annotator_embedding`` (the table, or with
+    ``"features+embedding"`` the :class:`AnnotatorCorrection`);
+    ``annotator_feature_map`` (with features); and the buffer ``labelled``
+    (BoolTensor of shape (M,), all True until ``fit`` marks the annotators
+    with training labels).
+    """
+
+    def build_annotator_representation(self, n_annotators, dim, features, representation, table):
+        """Register the representation's modules and the ``labelled`` buffer.
+
+        Parameters
+        ----------
+        n_annotators : int
+            Number of training annotators M.
+        dim : int
+            Size E of the annotator vectors.
+        features : Tensor of shape (M, K) or None
+            Encoded annotator features; required unless ``representation`` is
+            ``"embedding"``.
+        representation : {"embedding", "features", "features+embedding"}
+        table : callable
+            ``table(n_annotators, dim)`` builds the free per-annotator table of
+            the ``"embedding"`` representation (e.g. ``nn.Embedding``).
+        """
+        self.representation = representation
+        if representation == "embedding":
+            self.annotator_embedding = table(n_annotators, dim)
+        else:
+            self.annotator_feature_map = AnnotatorFeatureMap(features, dim)
+            if representation == "features+embedding":
+                self.annotator_embedding = AnnotatorCorrection(n_annotators, dim)
+        self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
+
+    def mark_labelled_annotators(self, labelled):
+        """Note which annotators have training labels (BoolTensor of shape (M,), after ``fit``)."""
+        self.labelled.copy_(labelled)
+
+    def embedding_table(self):
+        """The ``"embedding"`` representation's vectors (M, E) of all annotators (its rows by default)."""
+        return self.annotator_embedding.weight
+
+    def annotator_table(self):
+        """Vectors (M, E) of all training annotators, each its own (in any mode)."""
+        if self.representation == "embedding":
+            return self.embedding_table()
+        table = self.annotator_feature_map.table()
+        if self.representation == "features+embedding":
+            table = table + self.annotator_embedding.weight
+        return table
+
+    def new_annotator_vectors(self, features):
+        """Vectors (N, E) of annotators not in training, from their encoded features (N, K).
+
+        With ``"features+embedding"`` they get the mean correction of the
+        labelled annotators.
+
+        Raises
+        ------
+        ValueError
+            With the ``"embedding"`` representation, which has no features.
+        """
+        if self.representation == "embedding":
+            raise ValueError("An annotator table cannot represent new annotators; fit with features.")
+        vectors = self.annotator_feature_map.encode(features)
+        if self.representation == "features+embedding":
+            vectors = vectors + self.annotator_embedding.mean_row(self.labelled)
+        return vectors

@@ -10,9 +10,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._annotator_features import REPRESENTATIONS, AnnotatorFeaturesMixin
-from .._base import BaseCrowdClassifier
+from .._base import BaseCrowdClassifier, check_eta
 from .._fast import ProbabilitySpaceLoss, label_columns
-from .._nn import AnnotatorCorrection, AnnotatorFeatureMap, AnnotatorHead, CrowdModule, mix, mix_pairs
+from .._nn import AnnotatorHead, AnnotatorRepresentation, CrowdModule, mix, mix_pairs
 
 
 class AnnotMixLoss(nn.Module):
@@ -105,7 +105,7 @@ class AnnotMixLoss(nn.Module):
         return -(per_pair.sum() if reduction == "sum" else per_pair.mean())
 
 
-class AnnotMixModule(CrowdModule):
+class AnnotMixModule(AnnotatorRepresentation, CrowdModule):
     """GT model, annotator representation and AP head in one module.
 
     Parameters
@@ -153,21 +153,13 @@ class AnnotMixModule(CrowdModule):
     ):
         super().__init__(gt_model)
         self.n_annotators = n_annotators
-        self.representation = representation
-        if representation == "embedding":
-            self.annotator_embedding = nn.Embedding(n_annotators, annotator_dim)
-        else:
-            self.annotator_feature_map = AnnotatorFeatureMap(annotator_features, annotator_dim)
-            if representation == "features+embedding":
-                self.annotator_embedding = AnnotatorCorrection(n_annotators, annotator_dim)
+        # With ``labelled``: annotators without training labels are predicted as the average
+        # annotator (with features: from their own features, plus the mean correction).
+        self.build_annotator_representation(
+            n_annotators, annotator_dim, annotator_features, representation, nn.Embedding
+        )
         self.annotator_head = AnnotatorHead(instance_dim, annotator_dim, hidden_size, n_classes, eta)
         self.loss = AnnotMixLoss()
-        # Annotators with training labels; the others are predicted as the average annotator
-        # (with features: from their own features, plus the mean correction).
-        self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
-
-    def mark_labelled_annotators(self, labelled):
-        self.labelled.copy_(labelled)
 
     def annotator_rows(self, annotators):
         """Training representation (P, E) of ``annotators`` (P,): every annotator reads its own vector."""
@@ -177,15 +169,6 @@ class AnnotMixModule(CrowdModule):
         if self.representation == "features+embedding":
             vectors = vectors + self.annotator_embedding(annotators)
         return vectors
-
-    def annotator_table(self):
-        """Training representation (M, E) of all annotators."""
-        if self.representation == "embedding":
-            return self.annotator_embedding.weight
-        table = self.annotator_feature_map.table()
-        if self.representation == "features+embedding":
-            table = table + self.annotator_embedding.weight
-        return table
 
     def annotator_vectors(self, annotators):
         """Representations (P, E) of ``annotators`` (P,) for prediction.
@@ -202,21 +185,6 @@ class AnnotMixModule(CrowdModule):
             vectors = torch.where(self.labelled[annotators, None], vectors, mean)
         if self.representation == "features+embedding":
             vectors = vectors + self.annotator_feature_map(annotators)
-        return vectors
-
-    def new_annotator_vectors(self, features):
-        """Representations (N, E) of annotators not in training, from their encoded features (N, K).
-
-        Raises
-        ------
-        ValueError
-            With the ``"embedding"`` representation, which has no features.
-        """
-        if self.representation == "embedding":
-            raise ValueError("An annotator embedding cannot represent new annotators; fit with features.")
-        vectors = self.annotator_feature_map.encode(features)
-        if self.representation == "features+embedding":
-            vectors = vectors + self.annotator_embedding.mean_row(self.labelled)
         return vectors
 
     def log_confusion_of(self, embedding, vectors):
@@ -495,11 +463,7 @@ class AnnotMixClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):
         self.annotator_representation = annotator_representation
 
     def _check_method_params(self, n_classes):
-        if not 1 / n_classes < self.eta < 1:
-            raise ValueError(
-                f"eta={self.eta} must lie in (1/n_classes, 1) = ({1 / n_classes:.4g}, 1) for "
-                f"{n_classes} classes: annotators are assumed better than random guessing."
-            )
+        check_eta(self.eta, n_classes)
         representation = self._resolved_representation()
         if representation == "features" and self.sparse_annotator_updates is True:
             raise ValueError(

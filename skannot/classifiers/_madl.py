@@ -11,11 +11,10 @@ from torch.distributions import Gamma
 from torch.nn import functional as F
 
 from .._annotator_features import REPRESENTATIONS, AnnotatorFeaturesMixin
-from .._base import BaseCrowdClassifier
+from .._base import BaseCrowdClassifier, check_eta
 from .._nn import (
-    AnnotatorCorrection,
     AnnotatorEmbedding,
-    AnnotatorFeatureMap,
+    AnnotatorRepresentation,
     CrowdModule,
     OuterProduct,
     eta_bias,
@@ -99,7 +98,7 @@ class MaDLHead(nn.Module):
         return self.output(hidden).view(-1, self.n_classes, self.n_classes)
 
 
-class MaDLModule(CrowdModule):
+class MaDLModule(AnnotatorRepresentation, CrowdModule):
     """GT model, annotator embeddings, the AP head and the annotator weights of MaDL.
 
     Parameters
@@ -148,15 +147,9 @@ class MaDLModule(CrowdModule):
         representation="embedding",
     ):
         super().__init__(gt_model)
-        self.representation = representation
-        if representation == "embedding":
-            self.annotator_embedding = AnnotatorEmbedding(n_annotators, embed_dim)
-        else:
-            self.annotator_feature_map = AnnotatorFeatureMap(annotator_features, embed_dim)
-            if representation == "features+embedding":
-                self.annotator_embedding = AnnotatorCorrection(n_annotators, embed_dim)
-        # Annotators with training labels (the correction of the others is the labelled ones' mean).
-        self.register_buffer("labelled", torch.ones(n_annotators, dtype=torch.bool))
+        self.build_annotator_representation(
+            n_annotators, embed_dim, annotator_features, representation, AnnotatorEmbedding
+        )
         self.annotator_head = MaDLHead(instance_dim, embed_dim, hidden_size, n_classes, eta)
         self.bandwidth_prior = None if bandwidth_prior is None else tuple(float(v) for v in bandwidth_prior)
         if self.bandwidth_prior is None:
@@ -167,18 +160,13 @@ class MaDLModule(CrowdModule):
             self.bandwidth = nn.Parameter(torch.tensor(max(0.0, (shape - 1) / rate)))
 
     def mark_labelled_annotators(self, labelled):
-        self.labelled.copy_(labelled)
+        super().mark_labelled_annotators(labelled)
         if self.representation == "embedding":
             self.annotator_embedding.mark_labelled(labelled)
 
-    def annotator_table(self):
-        """Embeddings (M, E) of all training annotators, each its own (in any mode)."""
-        if self.representation == "embedding":
-            return self.annotator_embedding.table()
-        table = self.annotator_feature_map.table()
-        if self.representation == "features+embedding":
-            table = table + self.annotator_embedding.weight
-        return table
+    def embedding_table(self):
+        """The embedding table's vectors (M, E), each annotator its own row plus the shared bias."""
+        return self.annotator_embedding.table()
 
     def annotator_vectors(self, annotators):
         """Embeddings (P, E) of ``annotators`` (P,).
@@ -197,21 +185,6 @@ class MaDLModule(CrowdModule):
                 mean = self.annotator_embedding.mean_row(self.labelled)
                 correction = torch.where(self.labelled[annotators, None], correction, mean)
             vectors = vectors + correction
-        return vectors
-
-    def new_annotator_vectors(self, features):
-        """Embeddings (N, E) of annotators not in training, from their encoded features (N, K).
-
-        Raises
-        ------
-        ValueError
-            With the ``"embedding"`` representation, which has no features.
-        """
-        if self.representation == "embedding":
-            raise ValueError("An annotator table cannot represent new annotators; fit with features.")
-        vectors = self.annotator_feature_map.encode(features)
-        if self.representation == "features+embedding":
-            vectors = vectors + self.annotator_embedding.mean_row(self.labelled)
         return vectors
 
     def log_confusion_of(self, embedding, vectors):
@@ -407,11 +380,7 @@ class MaDLClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):
         self.annotator_representation = annotator_representation
 
     def _check_method_params(self, n_classes):
-        if not 1 / n_classes < self.eta < 1:
-            raise ValueError(
-                f"eta={self.eta} must lie in (1/n_classes, 1) = ({1 / n_classes:.4g}, 1) for "
-                f"{n_classes} classes: annotators are assumed better than random guessing."
-            )
+        check_eta(self.eta, n_classes)
         prior = self.bandwidth_prior
         if prior is not None and not (
             len(prior) == 2 and all(isinstance(v, Real) and not isinstance(v, bool) and v > 0 for v in prior)

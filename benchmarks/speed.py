@@ -120,6 +120,46 @@ def fit_skannot(X, Z, seed, device="cpu", epochs=EPOCHS, **params):
     return AnnotMixClassifier(max_epochs=epochs, random_state=seed, device=device, **params).fit(X, Z)
 
 
+class FloorPairs:
+    """The bare loops' batches: the observed pairs of ``Z`` in CSR order, cut by instance batches.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    Z : ndarray of shape (n_samples, n_annotators), -1 for missing labels
+    device : torch.device
+    """
+
+    def __init__(self, X, Z, device):
+        observed = Z >= 0
+        counts = torch.from_numpy(observed.sum(1))
+        self.indptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        rows, cols = np.nonzero(observed)
+        self.annotators = torch.from_numpy(cols).to(device)
+        self.labels = torch.from_numpy(Z[rows, cols]).to(device)
+        self.X = torch.from_numpy(X)
+        self.device = device
+
+    def epoch(self):
+        """One shuffled epoch of ``(x, local, annotators, labels)`` per batch of ``BATCH`` instances.
+
+        ``local`` is each pair's row in ``x``; a trailing batch of one
+        instance is dropped (batch norm cannot train on it), as skannot does.
+        """
+        n = len(self.X)
+        order = torch.randperm(n)
+        if n % BATCH == 1:
+            order = order[:-1]
+        for rows in order.split(BATCH):
+            starts, stops = self.indptr[rows], self.indptr[rows + 1]
+            counts = stops - starts
+            local = torch.repeat_interleave(torch.arange(len(rows)), counts)
+            positions = torch.arange(int(counts.sum())) - (counts.cumsum(0) - counts)[local] + starts[local]
+            x = self.X[rows].to(self.device, non_blocking=True)
+            local, positions = local.to(self.device), positions.to(self.device)
+            yield x, local, self.annotators[positions], self.labels[positions]
+
+
 def fit_floor(X, Z, seed, device="cpu", epochs=EPOCHS):
     """A bare PyTorch loop of the same network and step: no skorch, no validation, no summaries.
 
@@ -130,14 +170,8 @@ def fit_floor(X, Z, seed, device="cpu", epochs=EPOCHS):
     """
     torch.manual_seed(seed)
     device = torch.device(device)
-    observed = Z >= 0
     n_classes = int(Z.max()) + 1
-    counts = torch.from_numpy(observed.sum(1))
-    indptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-    rows_, cols_ = np.nonzero(observed)
-    annotators = torch.from_numpy(cols_).to(device)
-    labels = torch.from_numpy(Z[rows_, cols_]).to(device)
-    Xt = torch.from_numpy(X)
+    pairs = FloorPairs(X, Z, device)
     gt = MLP(X.shape[1], n_classes, HIDDEN, 0.5, True)
     module = AnnotMixModule(gt, Z.shape[1], HIDDEN[-1], n_classes).to(device)
     for part in module.modules():  # skannot's dropout masks, as in skannot's default fit
@@ -147,19 +181,8 @@ def fit_floor(X, Z, seed, device="cpu", epochs=EPOCHS):
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     beta = torch.distributions.Beta(torch.tensor(1.0, device=device), torch.tensor(1.0, device=device))
     module.train()
-    n = len(X)
     for _ in range(epochs):
-        order = torch.randperm(n)
-        if n % BATCH == 1:
-            order = order[:-1]
-        for rows in order.split(BATCH):
-            starts, stops = indptr[rows], indptr[rows + 1]
-            counts = stops - starts
-            local = torch.repeat_interleave(torch.arange(len(rows)), counts)
-            positions = torch.arange(int(counts.sum())) - (counts.cumsum(0) - counts)[local] + starts[local]
-            x = Xt[rows].to(device, non_blocking=True)
-            local, positions = local.to(device), positions.to(device)
-            a, z = annotators[positions], labels[positions]
+        for x, local, a, z in pairs.epoch():
             lam = beta.sample((len(local),))
             partner = torch.randperm(len(local), device=device)
             lam_col = lam[:, None]
@@ -189,14 +212,8 @@ def fit_floor_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS, optimizer_cla
     """
     torch.manual_seed(seed)
     device = torch.device(device)
-    observed = Z >= 0
     n_classes, n_annotators = int(Z.max()) + 1, Z.shape[1]
-    counts = torch.from_numpy(observed.sum(1))
-    indptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-    rows_, cols_ = np.nonzero(observed)
-    annotators = torch.from_numpy(cols_).to(device)
-    labels = torch.from_numpy(Z[rows_, cols_]).to(device)
-    Xt = torch.from_numpy(X)
+    pairs = FloorPairs(X, Z, device)
     gt = MLP(X.shape[1], n_classes, HIDDEN, 0.5, True).to(device)
     for part in gt.modules():
         if hasattr(part, "use_fast_paths"):
@@ -205,22 +222,11 @@ def fit_floor_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS, optimizer_cla
     optimizer = optimizer_class([*gt.parameters(), weight], lr=LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     gt.train()
-    n = len(X)
     for _ in range(epochs):
-        order = torch.randperm(n)
-        if n % BATCH == 1:
-            order = order[:-1]
-        for rows in order.split(BATCH):
-            starts, stops = indptr[rows], indptr[rows + 1]
-            counts = stops - starts
-            local = torch.repeat_interleave(torch.arange(len(rows)), counts)
-            positions = torch.arange(int(counts.sum())) - (counts.cumsum(0) - counts)[local] + starts[local]
-            x = Xt[rows].to(device, non_blocking=True)
-            local, positions = local.to(device), positions.to(device)
-            a, z = annotators[positions], labels[positions]
+        for x, local, a, z in pairs.epoch():
             class_proba = F.softmax(gt(x)[0], dim=1)
             table = weight.permute(1, 0, 2).reshape(n_classes, n_annotators * n_classes)
-            annotation_logits = (class_proba @ table).view(len(rows), n_annotators, n_classes)[local, a]
+            annotation_logits = (class_proba @ table).view(len(x), n_annotators, n_classes)[local, a]
             loss = F.cross_entropy(annotation_logits, z)
             optimizer.zero_grad()
             loss.backward()

@@ -6,7 +6,10 @@ scikit-learn's own tests use ``sklearn.utils._testing``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import classifiers
+from .datasets import simulate_annotators
 
 #: Every estimator class of the family, in ``skannot.classifiers.__all__`` order.
 ESTIMATORS = [getattr(classifiers, name) for name in classifiers.__all__]
@@ -62,3 +65,28 @@ def small(estimator, **overrides):
     instance : estimator
     """
     return estimator(**small_settings(estimator, **overrides))
+
+
+def small_crowd():
+    """150 items of 3 separable classes, 4 annotators of accuracy 0.6-0.9, 2 labels per item.
+
+    A function, not a fixture: each test module builds (and may change) its own copy.
+
+    Returns
+    -------
+    X : ndarray of shape (150, 3)
+    y : ndarray of shape (150,)
+    Z : ndarray of shape (150, 4), -1 for missing labels
+
+    Examples
+    --------
+    >>> from skannot._testing import small_crowd
+    >>> X, y, Z = small_crowd()
+    >>> X.shape, Z.shape, int((Z >= 0).sum(1).max())
+    ((150, 3), (150, 4), 2)
+    """
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 150)
+    X = (np.eye(3)[y] * 3 + rng.normal(size=(150, 3))).astype(np.float32)
+    Z, _ = simulate_annotators(X, y, n_annotators=4, accuracy=(0.6, 0.9), labels_per_sample=2, random_state=0)
+    return X, y, Z

@@ -10,8 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skannot._testing import ESTIMATORS, small, small_settings
-from skannot.datasets import simulate_annotators
+from skannot._testing import ESTIMATORS, small, small_crowd, small_settings
 
 # Why some of scikit-learn's checks fail for every estimator of the family.
 EXPECTED_FAILURES = {
@@ -42,11 +41,7 @@ def test_sklearn_estimator_checks(estimator, check):
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 150)
-    X = (np.eye(3)[y] * 3 + rng.normal(size=(150, 3))).astype(np.float32)
-    Z, _ = simulate_annotators(X, y, n_annotators=4, accuracy=(0.6, 0.9), labels_per_sample=2, random_state=0)
-    return X, y, Z
+    return small_crowd()
 
 
 @pytest.fixture(scope="module", params=ESTIMATORS, ids=lambda cls: cls.__name__)

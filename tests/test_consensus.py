@@ -12,9 +12,8 @@ import skannot._base
 from skannot import AggregateClassifier, AnnotMixClassifier
 from skannot._aggregation import dawid_skene
 from skannot._annotators import annotator_indices
-from skannot._testing import ESTIMATORS, small
+from skannot._testing import ESTIMATORS, small, small_crowd
 from skannot._validation import check_annotations
-from skannot.datasets import simulate_annotators
 
 QUALITY_COLUMNS = ["sample", "annotator", "label", "quality", "support", "consensus", "consensus_proba"]
 VARIANTS = [(cls, {}) for cls in ESTIMATORS] + [(AggregateClassifier, {"aggregation": "dawid_skene"})]
@@ -23,10 +22,7 @@ VARIANT_IDS = [f"{cls.__name__}{'-' + '-'.join(p.values()) if p else ''}" for cl
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 150)
-    X = (np.eye(3)[y] * 3 + rng.normal(size=(150, 3))).astype(np.float32)
-    Z, _ = simulate_annotators(X, y, n_annotators=4, accuracy=(0.6, 0.9), labels_per_sample=2, random_state=0)
+    X, y, Z = small_crowd()
     Z[:5] = -1  # items nobody labelled
     Z[5:10, 1:] = -1  # items with a single label
     return X, y, Z

@@ -13,23 +13,18 @@ from skorch.callbacks import Checkpoint, EarlyStopping
 import skannot
 from skannot import AnnotMixClassifier, TraceRegClassifier
 from skannot._fast import FlatRAdam, ProbabilitySpaceLoss
-from skannot._testing import ESTIMATORS, small
+from skannot._testing import ESTIMATORS, small, small_crowd
 from skannot._training import held_out_rows
 from skannot._validation import check_annotations
 from skannot.classifiers._annot_mix import AnnotMixLoss
 from skannot.classifiers._trace_reg import TraceRegModule
-from skannot.datasets import simulate_annotators
 
 IDS = [cls.__name__ for cls in ESTIMATORS]
 
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 150)
-    X = (np.eye(3)[y] * 3 + rng.normal(size=(150, 3))).astype(np.float32)
-    Z, _ = simulate_annotators(X, y, n_annotators=4, accuracy=(0.6, 0.9), labels_per_sample=2, random_state=0)
-    return X, y, Z
+    return small_crowd()
 
 
 def _with_mixup(cls):

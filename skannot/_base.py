@@ -718,9 +718,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         if validation is not None:
             # First, so that the user's callbacks (EarlyStopping, Checkpoint) read this epoch's valid_loss.
             scores = AnnotationValidation(
-                partial(self._validation_scores, *validation),
-                early_stopping=True,
-                n_iter_no_change=self.n_iter_no_change,
+                partial(self._validation_scores, *validation), n_iter_no_change=self.n_iter_no_change
             )
             callbacks.insert(0, ("annotation_validation", scores))
         if self.lr_scheduler == "cosine":

@@ -409,15 +409,13 @@ class AnnotationValidation(Callback):
     ----------
     scores : callable
         ``scores()`` returns ``(valid_loss, valid_acc)`` of the net's module now.
-    early_stopping : bool, default=True
-        Stop after ``n_iter_no_change`` epochs without a lower ``valid_loss``
-        and load the weights of the best epoch at the end of training.
     n_iter_no_change : int, default=10
+        Stop after this many epochs without a lower ``valid_loss``; the
+        weights of the best epoch are loaded at the end of training.
     """
 
-    def __init__(self, scores, early_stopping=True, n_iter_no_change=10):
+    def __init__(self, scores, n_iter_no_change=10):
         self.scores = scores
-        self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
 
     def initialize(self):
@@ -436,11 +434,10 @@ class AnnotationValidation(Callback):
         if is_best:
             self.best_loss_, self.best_epoch_ = loss, len(net.history)
             self.epochs_without_improvement_ = 0
-            if self.early_stopping:
-                self.best_state_ = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+            self.best_state_ = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
         else:
             self.epochs_without_improvement_ += 1
-            if self.early_stopping and self.epochs_without_improvement_ >= self.n_iter_no_change:
+            if self.epochs_without_improvement_ >= self.n_iter_no_change:
                 # skorch ends the epoch loop on KeyboardInterrupt and still runs on_train_end.
                 raise KeyboardInterrupt
 

@@ -18,7 +18,6 @@ from .._nn import (
     CrowdModule,
     OuterProduct,
     eta_bias,
-    weighted_mean,
 )
 from .._random import initialize_, linear_init_
 
@@ -234,11 +233,10 @@ class MaDLModule(AnnotatorRepresentation, CrowdModule):
         the mean over the pairs. Parameters and returns as for
         :meth:`CrowdModule.training_loss`.
         """
-        logits, embedding = self.gt_model(x)
-        log_proba = self.annotation_log_proba(logits[rows].float(), embedding[rows], annotators)
-        nll = -log_proba.gather(1, labels[:, None])[:, 0]
-        weighted = weighted_mean(self.annotator_weights()[annotators] * nll, weights)
-        return weighted + self.penalty(logits, annotators), logits
+        pair_weights = self.annotator_weights()[annotators]
+        if weights is not None:
+            pair_weights = pair_weights * weights
+        return super().training_loss(x, rows, annotators, labels, weights=pair_weights)
 
 
 class MaDLClassifier(AnnotatorFeaturesMixin, BaseCrowdClassifier):

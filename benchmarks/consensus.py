@@ -21,13 +21,23 @@ message when absent. For the aggregators without an annotator-accuracy
 estimate of their own, annotators are ranked by their agreement with the
 method's consensus labels.
 
+``--ceiling`` asks instead how far annot-mix's consensus can go on these
+songs: over ``--seeds`` fits with the defaults it scores the consensus
+posterior next to what can be computed from the same fits (``p(y | x)``
+alone, one Dawid-Skene M-step on top, mixtures of the posterior with
+``p(y | x)``, and the average over all the seeds' fits, an ensemble), then
+the consensus of fits with other settings (longer training, other mixup,
+width, dropout and ``eta``, three seeds each).
+
 Usage::
 
     SKANNOT_DATA=../shared/data python benchmarks/consensus.py --seeds 3
+    SKANNOT_DATA=../shared/data python benchmarks/consensus.py --ceiling --seeds 8
 
 The table is printed and written into ``docs/user_guide/cleaning.md``
-(between its ``consensus-table`` markers, ``--out``), the figure into
-``docs/images/consensus.png`` (``--figure``).
+(between its ``consensus-table`` markers, or ``ceiling-table`` with
+``--ceiling``; ``--out``), the figure into ``docs/images/consensus.png``
+(``--figure``, not with ``--ceiling``).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from skannot import AnnotMixClassifier
 from skannot._testing import ESTIMATORS
 from skannot.annotations import majority_vote, matrix_to_long
 from skannot.datasets import fetch_music_genres
@@ -168,19 +179,115 @@ def crowdlab(Z, gold, oof):
     return {"CROWDLAB on annot-mix's out-of-fold probabilities (cleanlab)": rows}
 
 
+#: Other settings of annot-mix tried by ``--ceiling`` (three seeds each).
+SETTINGS = {
+    "max_epochs=100": {"max_epochs": 100},
+    "alpha=0 (no mixup)": {"alpha": 0.0},
+    "alpha=2": {"alpha": 2.0},
+    "hidden_sizes=(512, 256)": {"hidden_sizes": (512, 256)},
+    "dropout=0.2": {"dropout": 0.2},
+    "eta=0.8": {"eta": 0.8},
+}
+
+
+def normalised(log_joint):
+    proba = np.exp(log_joint - log_joint.max(1, keepdims=True))
+    return proba / proba.sum(1, keepdims=True)
+
+
+def dawid_skene_step(prior, posterior, gold, n_classes, smoothing=0.01):
+    """One M-step (annotators' class-level confusion matrices from ``posterior``), then the E-step."""
+    n_annotators = len(gold.accuracy)
+    confusion = np.full((n_annotators, n_classes, n_classes), smoothing)
+    np.add.at(confusion, (gold.annotators, slice(None), gold.labels), posterior[gold.rows])
+    confusion /= confusion.sum(2, keepdims=True)
+    log_joint = np.log(prior)
+    np.add.at(log_joint, gold.rows, np.log(confusion[gold.annotators, :, gold.labels]))
+    return normalised(log_joint)
+
+
+def ceiling(X, Z, gold, seeds):
+    """What annot-mix's fits allow: the consensus next to other combinations of the same outputs."""
+    n_classes = int(Z.max()) + 1
+    variants, posteriors, accuracies = {}, [], []
+
+    def add(name, proba, annotator_accuracy):
+        variants.setdefault(name, []).append(
+            gold.scores(proba.argmax(1), proba[gold.rows, gold.labels], annotator_accuracy)
+        )
+
+    for seed in range(seeds):
+        model = AnnotMixClassifier(random_state=seed).fit(X, Z)
+        prior, posterior = model.predict_proba(X), model.predict_consensus_proba(X, Z)
+        accuracy = model.annotator_accuracy_
+        posteriors.append(posterior)
+        accuracies.append(accuracy)
+        add("consensus posterior p(y | x, z) (the default)", posterior, accuracy)
+        add("p(y | x) alone", prior, accuracy)
+        add(
+            "one Dawid-Skene step on the posterior",
+            dawid_skene_step(prior, posterior, gold, n_classes),
+            accuracy,
+        )
+        add(
+            "geometric mean of the posterior and p(y | x)",
+            normalised(np.log(posterior) + np.log(prior)),
+            accuracy,
+        )
+        add("arithmetic mean of the posterior and p(y | x)", (posterior + prior) / 2, accuracy)
+        print(
+            f"ceiling, seed {seed}: {fmt(variants['consensus posterior p(y | x, z) (the default)'][-1])}",
+            flush=True,
+        )
+    add(
+        f"average posterior of the {seeds} fits (an ensemble)", np.mean(posteriors, 0), np.mean(accuracies, 0)
+    )
+    for name, params in SETTINGS.items():
+        for seed in range(3):
+            model = AnnotMixClassifier(random_state=seed, **params).fit(X, Z)
+            add(
+                f"{name}, consensus posterior", model.predict_consensus_proba(X, Z), model.annotator_accuracy_
+            )
+        print(f"ceiling, {name}: {fmt(variants[f'{name}, consensus posterior'][-1])}", flush=True)
+    return variants
+
+
+def write_block(path, marker, block):
+    page = Path(path)
+    content, found = re.subn(
+        rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)",
+        lambda m: m.group(1) + block + "\n" + m.group(2),
+        page.read_text(),
+        flags=re.S,
+    )
+    if not found:
+        raise SystemExit(f"{page} has no <!-- {marker} --> ... <!-- /{marker} --> markers")
+    page.write_text(content)
+    print(f"table written to {page}")
+
+
 def fmt(scores):
     return ", ".join(f"{key} {value:.3f}" for key, value in scores.items())
 
 
 def table(results):
+    keys = ("accuracy", "auroc", "spearman", "p(y|x) accuracy")
+    headers = (
+        "consensus accuracy",
+        "AUROC of quality (wrong labels)",
+        "annotator Spearman",
+        "in-sample p(y\\|x) accuracy",
+    )
+    present = [
+        i for i, key in enumerate(keys) if any(key in row for rows in results.values() for row in rows)
+    ]
     lines = [
-        "| method | consensus accuracy | AUROC of quality (wrong labels) | annotator Spearman "
-        "| in-sample p(y\\|x) accuracy |",
-        "| --- | --- | --- | --- | --- |",
+        "| method | " + " | ".join(headers[i] for i in present) + " |",
+        "| --- " * (len(present) + 1) + "|",
     ]
     for name, rows in results.items():
         cells = []
-        for key in ("accuracy", "auroc", "spearman", "p(y|x) accuracy"):
+        for key in (keys[i] for i in present):
             values = np.array([row[key] for row in rows if key in row])
             if not len(values):
                 cells.append("")
@@ -188,7 +295,7 @@ def table(results):
                 cells.append(f"{values[0]:.3f}")
             else:
                 cells.append(f"{values.mean():.3f} ± {values.std():.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -230,6 +337,9 @@ def main():
         "--out", default="docs/user_guide/cleaning.md", help="page to write the table into ('' to skip)"
     )
     parser.add_argument("--figure", default="docs/images/consensus.png", help="figure to write ('' to skip)")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="how far annot-mix's consensus goes (see the module docs)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -237,10 +347,15 @@ def main():
     gold = Gold(Z, y)
     wrong, ranked = int(gold.wrong.sum()), int(gold.ranked.sum())
     print(f"{len(gold.labels)} labels, {wrong} of them wrong; {ranked} annotators ranked")
-    results, oof = family(X, Z, gold, args.seeds)
-    results.update(majority(Z, gold, args.seeds))
-    results.update(crowd_kit(Z, gold))
-    results.update(crowdlab(Z, gold, oof))
+    if args.ceiling:
+        results = ceiling(X, Z, gold, args.seeds)
+        args.figure, marker, flags = "", "ceiling-table", f" --ceiling --seeds {args.seeds}"
+    else:
+        results, oof = family(X, Z, gold, args.seeds)
+        results.update(majority(Z, gold, args.seeds))
+        results.update(crowd_kit(Z, gold))
+        results.update(crowdlab(Z, gold, oof))
+        marker, flags = "consensus-table", f" --seeds {args.seeds}"
     text = table(results)
     minutes = (time.perf_counter() - start) / 60
     print()
@@ -253,22 +368,11 @@ def main():
             f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
         )
         block = (
-            f"Command: `SKANNOT_DATA=../shared/data python benchmarks/consensus.py --seeds {args.seeds}` "
-            f"(machine: {machine}; {minutes:.1f} minutes). Mean ± std over seeds 0-{args.seeds - 1} "
+            f"Command: `SKANNOT_DATA=../shared/data python benchmarks/consensus.py{flags}` "
+            f"(machine: {machine}; {minutes:.1f} minutes). Mean ± std over seeds "
             "where a method depends on a seed.\n\n" + text
         )
-        page = Path(args.out)
-        content = page.read_text()
-        content, found = re.subn(
-            r"(<!-- consensus-table -->\n).*?(<!-- /consensus-table -->)",
-            lambda m: m.group(1) + block + "\n" + m.group(2),
-            content,
-            flags=re.S,
-        )
-        if not found:
-            raise SystemExit(f"{page} has no <!-- consensus-table --> ... <!-- /consensus-table --> markers")
-        page.write_text(content)
-        print(f"table written to {page}")
+        write_block(args.out, marker, block)
 
 
 if __name__ == "__main__":

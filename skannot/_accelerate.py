@@ -37,7 +37,7 @@ from torch import nn
 
 from ._fast import keep_mask
 from ._nn import Dropout, mix, swap_class
-from ._training import CrowdNet, PairBatchIterator
+from ._training import CrowdNet, PairBatchIterator, pair_weight_options
 from .classifiers import AnnotMixClassifier
 
 
@@ -63,9 +63,9 @@ class _PairStep(nn.Module):
         self.module = module
         self.pair_loss = pair_loss
 
-    def forward(self, x, rows, annotators, labels, lam=None, partner=None):
-        """The loss and GT logits, as ``pair_loss`` returns them."""
-        return self.pair_loss(x, rows, annotators, labels, lam, partner)
+    def forward(self, x, rows, annotators, labels, lam=None, partner=None, **options):
+        """The loss and GT logits, as ``pair_loss`` returns them (``options``: the pair weights)."""
+        return self.pair_loss(x, rows, annotators, labels, lam, partner, **options)
 
 
 class SharedOrderPairBatchIterator(PairBatchIterator):
@@ -311,10 +311,11 @@ class AcceleratedAnnotMixNet(AccelerateMixin, CrowdNet):
         x, pairs = batch
         device = self.accelerator.device
         x = x.to(device, non_blocking=True)
-        rows, annotators, labels = (t.to(device, non_blocking=True) for t in pairs)
+        rows, annotators, labels, *weights = (t.to(device, non_blocking=True) for t in pairs)
         lam, partner = self.mixing_weights(len(rows), device) if self.uses_mixup() else (None, None)
+        options = pair_weight_options(weights, lam, partner)
         with self.accelerator.autocast():
-            loss, logits = self.pair_step_(x, rows, annotators, labels, lam, partner)
+            loss, logits = self.pair_step_(x, rows, annotators, labels, lam, partner, **options)
         n_processes = self.accelerator.num_processes
         if n_processes == 1:
             self.accelerator.backward(loss)
@@ -324,13 +325,15 @@ class AcceleratedAnnotMixNet(AccelerateMixin, CrowdNet):
         self.accelerator.backward(loss * n_processes)
         return {"loss": self.accelerator.reduce(loss.detach(), "sum"), "y_pred": logits}
 
-    def _sharded_pair_loss(self, x, rows, annotators, labels, lam, partner):
+    def _sharded_pair_loss(self, x, rows, annotators, labels, lam, partner, weights=None):
         """This process's part of the batch's mean loss, and the GT logits of its pairs.
 
         With mixup, the process takes a contiguous slice of the batch's pairs
         (partners may lie outside it: every process holds the whole batch);
         without, a contiguous slice of the batch's instances and their pairs.
-        The loss is the slice's summed loss over the batch's number of pairs.
+        The loss is the slice's summed (``weights``: weighted) loss over the
+        batch's number of pairs, so that the processes' parts add up to the
+        single process's (weighted) mean.
         """
         module = self.module_
         n_processes, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -346,6 +349,7 @@ class AcceleratedAnnotMixNet(AccelerateMixin, CrowdNet):
                 embedding, annotators, weight, partner, slice(lo, hi), project_table
             )
             own, other = labels[lo:hi], labels[partner]
+            pair_weights = None if weights is None else weights[lo:hi]
         else:
             first, last = _slice_bounds(len(x), n_processes, rank)
             lo, hi = (
@@ -360,7 +364,16 @@ class AcceleratedAnnotMixNet(AccelerateMixin, CrowdNet):
             )
             own = other = labels[lo:hi]
             weight = torch.ones(hi - lo, device=x.device)
-        loss = module.loss(logits.float(), confusion_logits.float(), own, other, weight, reduction="sum")
+            pair_weights = None if weights is None else weights[lo:hi]
+        loss = module.loss(
+            logits.float(),
+            confusion_logits.float(),
+            own,
+            other,
+            weight,
+            reduction="sum",
+            weights=pair_weights,
+        )
         return loss / n_pairs, logits
 
 
@@ -426,9 +439,6 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
         "device": "no_validation",
     }
 
-    # Its data-parallel training step shards the pairs without their weights.
-    _supports_weights = False
-
     def __init__(self, module=None, *, accelerator=None, device=None, **kwargs):
         super().__init__(module, device=device, **kwargs)
         self.accelerator = accelerator
@@ -446,7 +456,6 @@ class AcceleratedAnnotMixClassifier(AnnotMixClassifier):
             ("mixed_precision", self.mixed_precision, 'pass Accelerator(mixed_precision="bf16") instead'),
             ("compile", self.compile, "leave it False"),
             ("sparse_annotator_updates", self.sparse_annotator_updates is True, 'leave it "auto" or False'),
-            ("early_stopping", self.early_stopping, "leave it False"),
         ):
             if value:
                 raise ValueError(f"{type(self).__name__} does not support {name}=True; {advice}.")

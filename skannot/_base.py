@@ -46,7 +46,7 @@ from ._training import (
     held_out_rows,
     inference_chunks,
 )
-from ._validation import Annotations, check_aligned_index, check_annotations
+from ._validation import Annotations, check_aligned_index, check_annotations, check_sample_weight
 from .exceptions import TrainingDivergedError
 from .metrics import annotation_accuracy_score
 
@@ -283,8 +283,6 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
 
     #: Short name of the method in messages.
     _method_name = "this estimator"
-    #: Whether the net's training step passes pair weights (``sample_weight``, ``class_weight``).
-    _supports_weights = True
 
     def __init__(
         self,
@@ -500,7 +498,7 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"{name} needs at least 2 samples with an observed label; Z has {len(labelled)}."
             )
-        sample_weight = _checked_sample_weight(sample_weight, annotations.n_samples)
+        sample_weight = check_sample_weight(sample_weight, annotations.n_samples)
         class_weights = self._class_weights(annotations.subset(labelled), classes)
         device = self._training_device()
         if self.mixed_precision and device.type != "cuda":
@@ -601,10 +599,6 @@ class BaseCrowdClassifier(ClassifierMixin, BaseEstimator):
         return weights
 
     def _check_module_takes_weights(self, module):
-        if not self._supports_weights:
-            raise ValueError(
-                f"{type(self).__name__} does not support sample_weight or class_weight; fit without them."
-            )
         if "weights" not in inspect.signature(module.training_loss).parameters:
             raise ValueError(
                 f"{type(self).__name__}'s module {type(module).__name__} has a training_loss without a "
@@ -1278,24 +1272,6 @@ def _as_tensor(array):
             "ignore", message="The given NumPy array is not writable", category=UserWarning
         )
         return torch.from_numpy(array)
-
-
-def _checked_sample_weight(sample_weight, n_samples):
-    """``sample_weight`` as a float64 array of shape (n_samples,), or None; refused when not usable."""
-    if sample_weight is None:
-        return None
-    weights = np.asarray(sample_weight, dtype=np.float64)
-    if weights.ndim == 0:
-        weights = np.full(n_samples, float(weights))
-    if weights.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight has shape {weights.shape}; pass one weight per sample, shape ({n_samples},)."
-        )
-    if not (np.isfinite(weights).all() and (weights >= 0).all()):
-        raise ValueError(
-            "sample_weight must hold finite numbers >= 0; give a sample weight 0 to leave it out of the loss."
-        )
-    return weights
 
 
 def _use_fast_paths(module, fast_paths):

@@ -313,11 +313,7 @@ class CrowdNet(NeuralNet):
         x = x.to(device, non_blocking=True)
         rows, annotators, labels, *weights = (t.to(device, non_blocking=True) for t in pairs)
         lam, partner = self.mixing_weights(len(rows), x.device) if self.uses_mixup() else (None, None)
-        # Only weighted fits pass weights, so a module whose training_loss predates them still trains.
-        options = {}
-        if weights:
-            (weights,) = weights
-            options["weights"] = weights if lam is None else lam * weights + (1 - lam) * weights[partner]
+        options = pair_weight_options(weights, lam, partner)
         forward = self.module_.training_loss
         if self.compile_step:
             forward = self.__dict__.get("_compiled_loss")
@@ -352,6 +348,29 @@ class CrowdNet(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         raise NotImplementedError("CrowdNet trains without an internal validation split (train_split=None).")
+
+
+def pair_weight_options(weights, lam, partner):
+    """The ``weights=`` option of a training loss: each pair's weight, mixed as its label is.
+
+    Parameters
+    ----------
+    weights : list of Tensor
+        Empty for an unweighted fit (so that a module whose ``training_loss``
+        predates weights still trains), else the batch's pair weights (P,).
+    lam, partner : Tensor of shape (P,) or None
+        The mixing weights and partners of the step (None without mixup).
+
+    Returns
+    -------
+    options : dict
+        ``{}`` or ``{"weights": lam * w + (1 - lam) * w[partner]}`` (``w``
+        itself without mixup).
+    """
+    if not weights:
+        return {}
+    (weights,) = weights
+    return {"weights": weights if lam is None else lam * weights + (1 - lam) * weights[partner]}
 
 
 def held_out_rows(annotations, n_classes, fraction, seed):

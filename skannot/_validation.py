@@ -470,6 +470,46 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def check_sample_weight(sample_weight, n_samples):
+    """One weight per sample (row of Z), checked; None without weights.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,), float or None
+        A single number weighs every sample the same.
+    n_samples : int
+        Number of rows of Z.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_samples,), float64, or None
+
+    Raises
+    ------
+    ValueError
+        When the weights are not numbers, not one per sample, not finite or
+        negative.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be an array of numbers ({exc}).") from exc
+    if weights.ndim == 0:
+        weights = np.full(n_samples, float(weights))
+    if weights.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight has shape {weights.shape} but Z has {n_samples} rows; "
+            f"pass one weight per sample (row of Z), shape ({n_samples},)."
+        )
+    if not (np.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError(
+            "sample_weight must hold finite, non-negative numbers; a weight of 0 leaves a sample out."
+        )
+    return weights
+
+
 def check_aligned_index(X, Z):
     """Refuse a DataFrame ``X`` and ``Z`` whose indexes would pair the wrong rows.
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import DataConversionWarning
 
-from ._validation import check_annotations
+from ._validation import check_annotations, check_sample_weight
 
 
 def annotation_accuracy_score(Z, y_pred, *, missing_label=-1, sample_weight=None):
@@ -125,19 +125,9 @@ def _check_label_types(y_pred, classes):
 
 def _label_weights(sample_weight, annotations):
     """The weight of each observed label, from one weight per sample; None without weights."""
+    sample_weight = check_sample_weight(sample_weight, annotations.n_samples)
     if sample_weight is None:
         return None
-    try:
-        sample_weight = np.asarray(sample_weight, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sample_weight must be an array of numbers ({exc}).") from exc
-    if sample_weight.shape != (annotations.n_samples,):
-        raise ValueError(
-            f"sample_weight has shape {sample_weight.shape} but Z has {annotations.n_samples} rows; "
-            "pass one weight per sample (row of Z)."
-        )
-    if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
-        raise ValueError("sample_weight must hold finite, non-negative weights.")
     weights = sample_weight[annotations.samples]
     if not weights.sum() > 0:
         raise ValueError(

@@ -124,8 +124,9 @@ X = (rng.normal(size=(301, 4)) + 4 * np.eye(3, 4)[y]).astype(np.float32)
 Z = np.where(rng.random((301, 3)) < 0.8, y[:, None], rng.integers(0, 3, (301, 3)))
 Z[rng.random(Z.shape) < 0.3] = -1
 params = json.loads(sys.argv[2])
+fit_params = {"sample_weight": np.array(params.pop("sample_weight"))} if "sample_weight" in params else {}
 accelerator = Accelerator(cpu=True)
-clf = AcceleratedAnnotMixClassifier(accelerator=accelerator, **params).fit(X, Z)
+clf = AcceleratedAnnotMixClassifier(accelerator=accelerator, **params).fit(X, Z, **fit_params)
 weights = {k: v.double().flatten().tolist() for k, v in clf.net_.module_.state_dict().items()}
 json.dump({
     "processes": accelerator.num_processes,
@@ -135,6 +136,8 @@ json.dump({
     "losses": clf.history_[:, "train_loss"],
     "batches": len(clf.history_[-1, "batches"]),
     "accuracy": float((clf.predict(X) == y).mean()),
+    "valid_losses": clf.history_[:, "valid_loss"] if params.get("early_stopping") else None,
+    "best_epoch": getattr(clf, "best_epoch_", None),
 }, open(sys.argv[1] + f"/rank{accelerator.process_index}.json", "w"))
 """
 
@@ -182,7 +185,9 @@ X_MULTI, Y_MULTI, Z_MULTI = _multi_data()
 
 def _single_process_reference(params):
     X, Z = X_MULTI, Z_MULTI
-    clf = AnnotMixClassifier(**{**params, "hidden_sizes": tuple(params["hidden_sizes"])}).fit(X, Z)
+    params = {**params, "hidden_sizes": tuple(params["hidden_sizes"])}
+    fit_params = {"sample_weight": np.array(params.pop("sample_weight"))} if "sample_weight" in params else {}
+    clf = AnnotMixClassifier(**params).fit(X, Z, **fit_params)
     weights = {k: v.double().flatten().numpy() for k, v in clf.net_.module_.state_dict().items()}
     return clf, weights
 
@@ -218,6 +223,50 @@ def test_two_processes_train_the_single_process_model(tmp_path, alpha):
             continue
         np.testing.assert_allclose(ranks[0]["weights"][name], values, rtol=1e-3, atol=1e-4, err_msg=name)
     assert ranks[0]["accuracy"] == pytest.approx(float((single.predict(X_MULTI) == Y_MULTI).mean()))
+
+
+def test_two_processes_train_with_weights_and_early_stopping_as_one_process(tmp_path):
+    """Sample and class weights shard with their pairs, and the held-out validation runs on
+    every process: the same losses, validation curve and best epoch as one plain process."""
+    weights = np.random.default_rng(1).uniform(0, 2, len(X_MULTI)).round(3).tolist()
+    params = {
+        **MULTI,
+        "random_state": 3,
+        "max_epochs": 6,
+        "class_weight": "balanced",
+        "sample_weight": weights,
+        "early_stopping": True,
+        "n_iter_no_change": 2,
+    }
+    ranks = _launch(tmp_path, 2, params)
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    single, _ = _single_process_reference(params)
+    np.testing.assert_allclose(ranks[0]["losses"], single.history_[:, "train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(ranks[0]["valid_losses"], single.history_[:, "valid_loss"], rtol=1e-4)
+    assert ranks[0]["best_epoch"] == ranks[1]["best_epoch"] == single.best_epoch_
+    np.testing.assert_allclose(ranks[0]["proba"], single.predict_proba(X_MULTI), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("params", "fit_params"),
+    [
+        ({}, {"sample_weight": np.linspace(0, 2, 300)}),
+        ({"class_weight": "balanced"}, {}),
+        ({"early_stopping": True, "max_epochs": 6, "n_iter_no_change": 2}, {}),
+    ],
+)
+def test_single_process_weights_and_early_stopping_equal_the_plain_estimator(data, params, fit_params):
+    X, Z = data
+    params = {**SMALL, "batch_size": 33, **params}
+    plain = AnnotMixClassifier(**params).fit(X, Z, **fit_params)
+    accelerated = AcceleratedAnnotMixClassifier(accelerator=Accelerator(cpu=True), **params).fit(
+        X, Z, **fit_params
+    )
+    np.testing.assert_array_equal(plain.history_[:, "train_loss"], accelerated.history_[:, "train_loss"])
+    np.testing.assert_array_equal(plain.predict_proba(X), accelerated.predict_proba(X))
+    if params.get("early_stopping"):
+        np.testing.assert_array_equal(plain.history_[:, "valid_loss"], accelerated.history_[:, "valid_loss"])
+        assert accelerated.best_epoch_ == plain.best_epoch_
 
 
 def test_two_processes_share_one_seed_without_random_state(tmp_path):

@@ -13,6 +13,15 @@ Parts (``--parts``, all by default):
     Music Genres with the same settings: median ``fit`` time of skannot's
     ``CrowdLayerClassifier`` and of scikit-activeml 1.0.1's
     ``CrowdLayerClassifier`` with the same GT network, alternating.
+``fused_mlp``
+    The GT network's training step alone (forward and backward of skannot's
+    MLP with its dropout masks, on 64 and 270 rows: a crowd-layer batch and
+    an annot-mix batch of Music Genres' mixed pairs): torch's layers and
+    autograd against the same network written as one autograd function with
+    a hand-written backward (:class:`FusedMLP`, bit-identical gradients,
+    checked here), alternating, medians. It asks whether fewer autograd
+    nodes (the Python-level fusion a library can do without compiling
+    kernels) would speed up the step.
 ``annotators``
     Synthetic data (20,000 samples, 124 features, 10 classes, 3 labels per
     sample) from M = 10 ... 5,000 annotators: seconds per epoch (median over
@@ -327,6 +336,122 @@ def fit_skactiveml_crowd_layer(X, Z, seed, device="cpu", epochs=EPOCHS):
 # -- parts -----------------------------------------------------------------
 
 
+class FusedMLP(torch.autograd.Function):
+    """skannot's MLP in training mode as one autograd node, with its backward written by hand.
+
+    ``apply(x, masks, momentum, eps, *params)`` with one dropout mask per
+    hidden block and ``params`` per block ``(weight, bias, bn_weight,
+    bn_bias, running_mean, running_var)``, then the head's weight and bias;
+    returns ``(logits, embedding)``, as :class:`skannot._nn.MLP` does, and
+    updates the running statistics as batch normalisation does.
+    """
+
+    @staticmethod
+    def forward(ctx, x, masks, momentum, eps, *params):
+        saved, h = [x], x
+        for k, mask in enumerate(masks):
+            weight, bias, gamma, beta, running_mean, running_var = params[6 * k : 6 * k + 6]
+            pre = torch.addmm(bias, h, weight.t())
+            y, mean, invstd = torch.native_batch_norm(
+                pre, gamma, beta, running_mean, running_var, True, momentum, eps
+            )
+            r = torch.relu(y)
+            h = r * mask
+            saved += [pre, mean, invstd, mask, h, r]
+        logits = torch.addmm(params[-1], h, params[-2].t())
+        ctx.save_for_backward(*saved, *params)
+        ctx.n_blocks, ctx.eps = len(masks), eps
+        ctx.set_materialize_grads(False)
+        return logits, h
+
+    @staticmethod
+    def backward(ctx, g_logits, g_embedding):
+        n, saved = ctx.n_blocks, ctx.saved_tensors
+        blocks = [saved[1 + 6 * k : 7 + 6 * k] for k in range(n)]
+        params = saved[1 + 6 * n :]
+        grads = [None] * len(params)
+        grads[-2], grads[-1] = g_logits.t().mm(blocks[-1][4]), g_logits.sum(0)
+        g_h = g_logits.mm(params[-2])
+        if g_embedding is not None:
+            g_h = g_h + g_embedding
+        for k in reversed(range(n)):
+            pre, mean, invstd, mask, _, r = blocks[k]
+            weight, _, gamma, _, running_mean, running_var = params[6 * k : 6 * k + 6]
+            g_y = torch.ops.aten.threshold_backward(g_h * mask, r, 0)
+            g_pre, grads[6 * k + 2], grads[6 * k + 3] = torch.ops.aten.native_batch_norm_backward(
+                g_y, pre, gamma, running_mean, running_var, mean, invstd, True, ctx.eps, [True, True, True]
+            )
+            grads[6 * k] = g_pre.t().mm(saved[0] if k == 0 else blocks[k - 1][4])
+            grads[6 * k + 1] = g_pre.sum(0)
+            if k > 0:
+                g_h = g_pre.mm(weight)
+        return (None, None, None, None, *grads)
+
+
+def fused_mlp_forward(mlp, x):
+    """:class:`FusedMLP` on ``mlp`` (skannot's MLP with batch norm and dropout), in training mode."""
+    layers, masks, params = list(mlp.body), [], []
+    for linear, norm, _, dropout in zip(*[iter(layers)] * 4):
+        masks.append(dropout.mask((len(x), linear.out_features), x.device))
+        params += [linear.weight, linear.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        norm.num_batches_tracked += 1
+    norm = layers[1]
+    return FusedMLP.apply(x, masks, norm.momentum, norm.eps, *params, mlp.head.weight, mlp.head.bias)
+
+
+def part_fused_mlp(args):
+    n_features, n_classes = 124, 10
+    steps = 50 if args.quick else 400
+    rows = []
+    for n_rows in (64, 270):
+        torch.manual_seed(0)
+        nets = {"torch layers and autograd": MLP(n_features, n_classes, HIDDEN)}
+        nets["one autograd function, hand-written backward"] = MLP(n_features, n_classes, HIDDEN)
+        nets["one autograd function, hand-written backward"].load_state_dict(
+            nets["torch layers and autograd"].state_dict()
+        )
+        forward = {"torch layers and autograd": lambda net, x: net(x)}
+        forward["one autograd function, hand-written backward"] = fused_mlp_forward
+        x, w = torch.randn(n_rows, n_features), torch.randn(n_rows, n_classes)
+        grads = {}
+        for name, net in nets.items():
+            net.train()
+            for part in net.modules():
+                if hasattr(part, "use_fast_paths"):
+                    part.use_fast_paths({"byte_masks"})
+                    part.use_generator(torch.Generator().manual_seed(1))
+            logits, _ = forward[name](net, x)
+            (logits * w).sum().backward()
+            grads[name] = [p.grad.clone() for p in net.parameters()]
+        same = all(torch.equal(a, b) for a, b in zip(*grads.values()))
+        times = {name: [] for name in nets}
+        for run in range(2 * args.runs):
+            for name in list(nets)[run % 2 :] + list(nets)[: run % 2]:
+                net = nets[name]
+                start = time.process_time()
+                for _ in range(steps):
+                    logits, _ = forward[name](net, x)
+                    (logits * w).sum().backward()
+                times[name].append((time.process_time() - start) / steps * 1e6)
+        unit = np.median(times["torch layers and autograd"])
+        for name, t in times.items():
+            rows.append(
+                (
+                    str(n_rows),
+                    name,
+                    f"{np.median(t):.0f}",
+                    f"{np.median(t) / unit:.2f}",
+                    "yes" if same else "NO",
+                )
+            )
+    return table(
+        f"GT network's training step alone (forward and backward), "
+        f"medians over {2 * args.runs} alternating runs",
+        ["rows", "implementation", "CPU us per step", "/ torch", "same gradients"],
+        rows,
+    )
+
+
 def timed(fn, *args, **kwargs):
     """Wall-clock and CPU seconds of one call, and its result.
 
@@ -597,6 +722,7 @@ def machine(device):
 PARTS = {
     "music": part_music,
     "crowd_layer": part_crowd_layer,
+    "fused_mlp": part_fused_mlp,
     "annotators": part_annotators,
     "samples": part_samples,
     "memory": part_memory,

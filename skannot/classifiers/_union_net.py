@@ -98,16 +98,7 @@ class UnionNetClassifier(BaseCrowdClassifier):
         ``sum_y p(y | x) annotator_confusion_[m, y, z]``. An annotator
         without labels is modelled as the average annotator (the mean of
         the learned block logits). Rows sum to 1.
-    annotator_accuracy_ : ndarray of shape (n_annotators_,)
-        Estimated fraction of each annotator's training labels that are
-        correct: the mean ``support`` of its labels (see
-        :meth:`label_quality`), the probability of the label's class given
-        the item's other labels, so that a label does not vouch for itself.
-        The learned matrix's own expectation, its diagonal weighted by the
-        mean ``p(y | x)`` over the annotator's instances, is
-        ``(annotator_confusion_.diagonal(axis1=1, axis2=2) * prior).sum(1)``;
-        the support ranks annotators better on Music Genres
-        (``docs/user_guide/cleaning.md``).
+    {class_level_accuracy}
 
     Notes
     -----

@@ -48,6 +48,31 @@ def test_updates_equal_torch_radam(options):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True}, {"maximize": True}],
+)
+def test_the_fused_pass_equals_the_five_passes(monkeypatch, options):
+    """Rectified steps run torch's fused Adam kernel; without it (older torch) the same update."""
+    from skannot._fast import _optim
+
+    assert _optim._FUSED_ADAM is not None  # torch 2.4 and later have it
+    calls = []
+    fused = _optim._FUSED_ADAM
+    monkeypatch.setattr(
+        _optim, "_FUSED_ADAM", lambda *args, **kwargs: calls.append(1) or fused(*args, **kwargs)
+    )
+    with_kernel = _model(dtype=torch.float64)
+    got = _train(with_kernel, FlatRAdam(with_kernel.parameters(), lr=1e-2, **options))
+    assert len(calls) == 40 - 5  # every step from the sixth on (beta2 = 0.999)
+    monkeypatch.setattr(_optim, "_FUSED_ADAM", None)
+    without = _model(dtype=torch.float64)
+    expected = _train(without, FlatRAdam(without.parameters(), lr=1e-2, **options))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    for a, b in zip(with_kernel.state_dict().values(), without.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_parameter_groups_keep_their_own_settings():
     reference, flat = _model(dtype=torch.float64), _model(dtype=torch.float64)
 

@@ -6,8 +6,12 @@ on per-tensor bookkeeping and on the temporaries of its update, not on
 arithmetic: about a sixth of a training step on Music Genres, even with
 ``foreach=True``. :class:`FlatRAdam` moves every parameter of a group into
 one flat buffer (the module's parameters become views of it, and so do
-their gradients) and applies the same update once per group with five
-in-place passes over the buffer.
+their gradients) and applies the same update once per group: once the
+update is rectified (from the sixth step on with the default betas), in a
+single pass of torch's fused Adam kernel, whose update equals RAdam's with
+the step size scaled by the rectification and ``eps`` by the bias
+correction (see :meth:`FlatRAdam.step`); before that, and on torch builds
+without the kernel, with five in-place passes over the buffer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import math
 
 import torch
+
+#: torch's fused Adam kernel (CPU since torch 2.4), or None on builds without it.
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 
 #: Keyword arguments of :class:`torch.optim.RAdam` that :class:`FlatRAdam` honours.
 SUPPORTED_OPTIONS = frozenset(
@@ -68,7 +75,12 @@ class FlatRAdam(torch.optim.RAdam):
     to :class:`torch.optim.RAdam`'s up to floating-point rounding. Creating
     the optimizer copies each group's parameters into one contiguous buffer
     and makes every parameter's ``.data`` and ``.grad`` views into the
-    group's buffers, so backward passes write straight into them.
+    group's buffers, so backward passes write straight into them. Once the
+    update is rectified it runs as one pass of torch's fused Adam kernel
+    (``torch._fused_adam_``, with ``lr * rect`` as the step size and
+    ``eps / sqrt(1 - beta2**step)`` as ``eps``), which is the same update;
+    the first steps, and builds of torch without the kernel, take five
+    in-place passes.
 
     Parameters
     ----------
@@ -236,6 +248,39 @@ class FlatRAdam(torch.optim.RAdam):
                 state["exp_avg_sq"] = torch.zeros_like(flat, memory_format=torch.preserve_format)
             state["step"] += 1
             step = state["step"].item()
+            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            rho_inf = 2 / (1 - beta2) - 1
+            rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+            rectified = rho_t > 5.0
+            if rectified:
+                rect = math.sqrt(
+                    (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+                )
+            if rectified and _fused_applies(flat):
+                # Adam's update, lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps'), with lr' = lr * rect
+                # and eps' = eps / sqrt(bc2), is RAdam's rectified one, lr * rect * sqrt(bc2) / bc1
+                # * m / (sqrt(v) + eps), in one pass over the buffers instead of five.
+                if weight_decay != 0 and group["decoupled_weight_decay"]:
+                    flat.mul_(1 - lr * weight_decay)
+                coupled = 0.0 if group["decoupled_weight_decay"] else weight_decay
+                _FUSED_ADAM(
+                    [flat],
+                    [flat.grad],
+                    [exp_avg],
+                    [exp_avg_sq],
+                    [],
+                    [state["step"]],
+                    lr=lr * rect,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=coupled,
+                    eps=eps / math.sqrt(bias_correction2),
+                    amsgrad=False,
+                    maximize=group["maximize"],
+                )
+                continue
             if group["maximize"]:
                 grad = -grad
             if weight_decay != 0:
@@ -243,17 +288,9 @@ class FlatRAdam(torch.optim.RAdam):
                     flat.mul_(1 - lr * weight_decay)
                 else:
                     grad = grad.add(flat, alpha=weight_decay)
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            rho_inf = 2 / (1 - beta2) - 1
-            rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-            if rho_t > 5.0:
-                rect = math.sqrt(
-                    (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-                )
+            if rectified:
                 denominator = exp_avg_sq.sqrt().add_(eps)
                 flat.addcdiv_(
                     exp_avg, denominator, value=-lr * rect * math.sqrt(bias_correction2) / bias_correction1
@@ -261,6 +298,13 @@ class FlatRAdam(torch.optim.RAdam):
             else:
                 flat.add_(exp_avg, alpha=-lr / bias_correction1)
         return loss
+
+
+def _fused_applies(flat):
+    """Whether torch's fused Adam kernel can update ``flat``: the kernel exists for its device and dtype."""
+    return (
+        _FUSED_ADAM is not None and flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64)
+    )
 
 
 class RowSparseAdam(torch.optim.SparseAdam):

@@ -22,6 +22,10 @@ Variants:
 ``23-bit masks``
     ``keep_mask`` with 23 random bits per unit for every p, instead of one
     bit per unit for p = 0.5.
+``FlatRAdam without the fused kernel``
+    ``FlatRAdam``'s rectified steps in five in-place passes over the
+    buffers, as on torch builds without ``torch._fused_adam_``, instead of
+    one pass of that kernel.
 ``unprojected annotator table``
     the mixed annotator embeddings go through the AP head's first layer
     (``project_table=False``) instead of mixing rows of the projected table.
@@ -54,6 +58,7 @@ import torch
 
 import skannot
 import skannot._fast._dropout as dropout_module
+import skannot._fast._optim as optim_module
 from skannot._training import PairBatchIterator
 from skannot.classifiers._annot_mix import AnnotMixModule
 
@@ -93,6 +98,7 @@ VARIANTS = {
     "fast paths off": lambda: skannot.config_context(fast_paths=False),
     **{f"without {name}": without(name) for name in skannot.FAST_PATHS},
     "23-bit masks": lambda: patched(dropout_module, "_field_bits", lambda p: None),
+    "FlatRAdam without the fused kernel": lambda: patched(optim_module, "_FUSED_ADAM", None),
     "unprojected annotator table": lambda: patched(AnnotMixModule, "pair_confusion_logits", unprojected),
     "pairs batch by batch": lambda: patched(PairBatchIterator, "__iter__", per_batch),
 }

@@ -92,7 +92,8 @@ SHARED_PARAMETERS = """\
         options among ``lr``, ``betas``, ``eps``, ``weight_decay``,
         ``decoupled_weight_decay``, ``maximize`` and ``foreach`` runs as
         ``skannot._fast.FlatRAdam``: the same update on one contiguous
-        buffer holding all parameters. Other optimizers get
+        buffer holding all parameters, in one pass of torch's fused Adam
+        kernel once the update is rectified. Other optimizers get
         ``foreach=True`` where they accept it.
     lr_scheduler : {"cosine"} or None, default="cosine"
         ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``

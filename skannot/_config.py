@@ -17,7 +17,10 @@ import threading
 
 #: The CPU fast paths, by name, and what each replaces.
 FAST_PATHS = {
-    "flat_radam": "torch.optim.RAdam -> skannot._fast.FlatRAdam (one buffer for all parameters)",
+    "flat_radam": (
+        "torch.optim.RAdam -> skannot._fast.FlatRAdam (one buffer for all parameters, "
+        "updated by torch's fused Adam kernel once rectified)"
+    ),
     "byte_masks": "torch's Bernoulli dropout masks -> skannot._fast.keep_mask (random bits, table look-up)",
     "probability_loss": "annot-mix's log-space loss -> a probability-space loss with a hand-written backward",
     "row_sparse_adam": "torch.optim.SparseAdam -> skannot._fast.RowSparseAdam (row indexing, bit-identical)",

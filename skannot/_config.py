@@ -24,6 +24,7 @@ FAST_PATHS = {
     "byte_masks": "torch's Bernoulli dropout masks -> skannot._fast.keep_mask (random bits, table look-up)",
     "probability_loss": "annot-mix's log-space loss -> a probability-space loss with a hand-written backward",
     "row_sparse_adam": "torch.optim.SparseAdam -> skannot._fast.RowSparseAdam (row indexing, bit-identical)",
+    "mode_cache": "skorch's per-step switch to training mode -> a cached check that every module is in it",
 }
 
 _DEFAULT = {"fast_paths": frozenset(FAST_PATHS)}

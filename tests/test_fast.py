@@ -84,7 +84,7 @@ def test_each_fast_path_alone_trains_a_model_as_good_as_the_plain_path(crowd_dat
     assert abs(np.mean(one.predict(X) == y) - np.mean(plain.predict(X) == y)) < 0.08
 
 
-@pytest.mark.parametrize("name", ["flat_radam", "probability_loss", "row_sparse_adam"])
+@pytest.mark.parametrize("name", ["flat_radam", "probability_loss", "row_sparse_adam", "mode_cache"])
 def test_fast_paths_that_draw_no_random_numbers_give_the_plain_fit_up_to_rounding(crowd_data, name):
     X, _, Z, _ = crowd_data
     settings = {**SETTINGS, "max_epochs": 3, "sparse_annotator_updates": name == "row_sparse_adam"}
@@ -93,3 +93,40 @@ def test_fast_paths_that_draw_no_random_numbers_give_the_plain_fit_up_to_roundin
     with skannot.config_context(fast_paths={name}):
         one = AnnotMixClassifier(**settings).fit(X, Z)
     np.testing.assert_allclose(one.predict_proba(X), plain.predict_proba(X), rtol=1e-3, atol=1e-4)
+
+
+def test_the_mode_cache_still_switches_every_module_to_training_mode(crowd_data):
+    """The cached check skips skorch's switch only when every module is in training mode already."""
+    import pickle
+
+    X, _, Z, _ = crowd_data
+    net = AnnotMixClassifier(**{**SETTINGS, "max_epochs": 1}).fit(X, Z).net_
+    assert "mode_cache" in net.fast_paths
+    modules = list(net.module_.modules())
+    net._set_training(True)
+    assert all(m.training for m in modules)
+    modules[3].eval()  # one module switched by hand: the next step switches it back
+    net._set_training(True)
+    assert all(m.training for m in modules)
+    net._set_training(False)
+    assert not any(m.training for m in modules)
+    net._set_training(True)
+    assert all(m.training for m in modules)
+    assert "_training_modules" not in pickle.loads(pickle.dumps(net)).__dict__
+
+
+def test_the_mode_cache_leaves_modules_with_their_own_train_to_skorch(crowd_data):
+    X, _, Z, _ = crowd_data
+    net = AnnotMixClassifier(**{**SETTINGS, "max_epochs": 1}).fit(X, Z).net_
+    calls = []
+
+    class Frozen(torch.nn.Identity):
+        def train(self, mode=True):
+            calls.append(mode)
+            return super().train(mode)
+
+    net.module_.frozen = Frozen()  # a module added after the net listed its modules
+    net.notify("on_epoch_begin")  # a new epoch lists them again
+    net._set_training(True)
+    net._set_training(True)
+    assert calls == [True, True]  # its own train runs at every step, as skorch would call it

@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from skannot._fast import FlatRAdam, RowSparseAdam, flat_radam_applies
 
@@ -226,3 +227,60 @@ def test_row_sparse_adam_refuses_dense_gradients_and_passes_other_layouts_to_tor
 def test_row_sparse_adam_returns_the_closure_loss():
     parameter = torch.nn.Parameter(torch.zeros(4, 3))
     assert RowSparseAdam([parameter]).step(lambda: torch.tensor(2.5)).item() == 2.5
+
+
+def _one_step(optimizer_class, parameter):
+    """An optimizer of ``parameter`` with a gradient of ones (dense, or sparse rows 0 and 2)."""
+    if optimizer_class is RowSparseAdam:
+        parameter.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.ones(2, 3), (4, 3))
+        return optimizer_class([parameter], lr=0.1)
+    optimizer = optimizer_class([parameter], lr=0.1)
+    parameter.grad.fill_(1.0)  # a view of the optimizer's gradient buffer
+    return optimizer
+
+
+@pytest.mark.parametrize("optimizer_class", [FlatRAdam, RowSparseAdam])
+def test_step_hooks_run_as_for_torch_optimizers(optimizer_class):
+    """The step skips torch's wrapper only when nothing would see it: hooks still run, in order."""
+    parameter = torch.nn.Parameter(torch.zeros(4, 3))
+    optimizer = _one_step(optimizer_class, parameter)
+    calls = []
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: calls.append(("pre", opt, parameter.sum().item()))
+    )
+    optimizer.register_step_post_hook(
+        lambda opt, args, kwargs: calls.append(("post", opt, parameter.sum().item()))
+    )
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(("global post", opt)))
+    try:
+        optimizer.step()
+    finally:
+        handle.remove()
+    assert [c[:2] for c in calls] == [("pre", optimizer), ("post", optimizer), ("global post", optimizer)]
+    assert calls[0][2] == 0 and calls[1][2] != 0  # before and after the update
+    calls.clear()
+    optimizer.step()  # the global hook is gone; the optimizer's own still run
+    assert [c[0] for c in calls] == ["pre", "post"]
+
+
+@pytest.mark.parametrize("optimizer_class", [FlatRAdam, RowSparseAdam])
+def test_a_profiler_sees_the_step_and_torch_does_not_wrap_it_twice(monkeypatch, optimizer_class):
+    parameter = torch.nn.Parameter(torch.zeros(4, 3))
+    optimizer = _one_step(optimizer_class, parameter)
+    assert optimizer_class.step.hooked  # torch's Optimizer leaves it as it is
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        optimizer.step()
+    names = [event.name for event in profile.events()]
+    assert names.count(f"Optimizer.step#{optimizer_class.__name__}.step") == 1
+    # Without a profiler or hooks, no profiler range is entered, and the update still runs.
+    entered, record_function = [], torch.autograd.profiler.record_function
+    monkeypatch.setattr(
+        torch.autograd.profiler,
+        "record_function",
+        lambda *a, **k: entered.append(a) or record_function(*a, **k),
+    )
+    before = parameter.detach().clone()
+    optimizer.step()
+    assert entered == [] and not torch.equal(parameter, before)
+    torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1).step()  # torch's own optimizers do enter it
+    assert entered

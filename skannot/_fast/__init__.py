@@ -17,6 +17,9 @@ estimators read that switch once, when ``fit`` builds the network:
 ``row_sparse_adam``
     :class:`RowSparseAdam` replaces :class:`torch.optim.SparseAdam` for a
     sparse annotator table.
+``mode_cache``
+    the skorch net skips its per-step switch to training mode when every
+    module is in it already and none overrides ``train``.
 """
 
 from ._dropout import keep_mask

@@ -22,6 +22,11 @@ Variants:
 ``23-bit masks``
     ``keep_mask`` with 23 random bits per unit for every p, instead of one
     bit per unit for p = 0.5.
+``optimizer steps in torch's profiler range``
+    ``FlatRAdam``'s (and ``RowSparseAdam``'s) step through torch's wrapper
+    (a ``record_function`` range around the hooks and the update) at every
+    step, as when a profiler records or a step hook is registered, instead of
+    directly.
 ``FlatRAdam without the fused kernel``
     ``FlatRAdam``'s rectified steps in five in-place passes over the
     buffers, as on torch builds without ``torch._fused_adam_``, instead of
@@ -38,6 +43,13 @@ Usage::
     SKANNOT_DATA=../shared/data python benchmarks/ablation.py --rounds 16 --epochs 8
     python benchmarks/ablation.py --annotators 5000 --rounds 8 --epochs 2
 
+``--method crowd_layer`` times ``CrowdLayerClassifier`` instead of
+``AnnotMixClassifier`` (the variants specific to annot-mix then change
+nothing). The table is printed and written into ``docs/performance.md``
+between the ``ablation-METHOD`` markers (``ablation-METHOD-synthetic`` with
+``--annotators``) when every variant ran, or those that ``--block NAME``
+names for a chosen set (``--out ''`` skips it).
+
 ``--annotators M`` replaces Music Genres with ``speed.synthetic`` data (20,000
 samples, 3 labels each from M annotators): with many annotators the
 annotator table outweighs the networks, the table trains with sparse updates
@@ -51,6 +63,7 @@ import contextlib
 import sys
 import time
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +76,10 @@ from skannot._training import PairBatchIterator
 from skannot.classifiers._annot_mix import AnnotMixModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import fit_skannot, machine, music_genres, synthetic, table  # noqa: E402
+from _report import write_block  # noqa: E402
+from speed import fit_skannot, fit_skannot_crowd_layer, machine, music_genres, synthetic, table  # noqa: E402
+
+METHODS = {"annot_mix": fit_skannot, "crowd_layer": fit_skannot_crowd_layer}
 
 
 @contextmanager
@@ -99,6 +115,9 @@ VARIANTS = {
     **{f"without {name}": without(name) for name in skannot.FAST_PATHS},
     "23-bit masks": lambda: patched(dropout_module, "_field_bits", lambda p: None),
     "FlatRAdam without the fused kernel": lambda: patched(optim_module, "_FUSED_ADAM", None),
+    "optimizer steps in torch's profiler range": lambda: patched(
+        optim_module, "_hooks_pending", lambda opt: True
+    ),
     "unprojected annotator table": lambda: patched(AnnotMixModule, "pair_confusion_logits", unprojected),
     "pairs batch by batch": lambda: patched(PairBatchIterator, "__iter__", per_batch),
 }
@@ -116,22 +135,33 @@ def main():
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--annotators", type=int, default=None, help="synthetic data with M annotators")
     parser.add_argument("--samples", type=int, default=20_000, help="samples of the synthetic data")
+    parser.add_argument("--method", choices=list(METHODS), default="annot_mix")
+    parser.add_argument(
+        "--out", default="docs/performance.md", help="page to write the table into ('' to skip)"
+    )
+    parser.add_argument(
+        "--block", default=None, help="markers to write into (default: see the module docstring)"
+    )
     args = parser.parse_args()
+    fit = METHODS[args.method]
     torch.set_num_threads(1)
     if args.annotators is None:
         X, Z = music_genres(args.data)
-        title = "Music Genres"
+        title = f"Music Genres, {args.method}"
     else:
         X, Z = synthetic(args.samples, args.annotators)
-        title = f"synthetic, {args.samples:,} samples, {args.annotators:,} annotators, 3 labels per sample"
-    fit_skannot(X, Z, 0, epochs=1)  # the first fit of a process pays one-off imports
+        title = (
+            f"{args.method}, synthetic, {args.samples:,} samples, {args.annotators:,} annotators, "
+            "3 labels per sample"
+        )
+    fit(X, Z, 0, epochs=1)  # the first fit of a process pays one-off imports
     names = ["default", *(name for name in args.variants if name != "default")]
     seconds = {name: [] for name in names}
     for run in range(args.rounds):
         for name in names:
             with VARIANTS[name]():
                 start = time.process_time()
-                fit_skannot(X, Z, run, epochs=args.epochs)
+                fit(X, Z, run, epochs=args.epochs)
                 seconds[name].append(time.process_time() - start)
     base = np.array(seconds["default"])
     rows = []
@@ -145,16 +175,19 @@ def main():
                 f"{np.median(difference / base):+.1%}",
             )
         )
-    print(f"Command: python {' '.join(sys.argv)}")
-    print(f"Machine: {machine('cpu')}")
+    command, where = f"python {' '.join(sys.argv)}", machine("cpu")
+    heading = f"{title}, {args.epochs} epochs per fit, medians over {args.rounds} alternating rounds"
+    text = table(heading, ["variant", "fit CPU s", "paired difference s", "relative"], rows)
+    print(f"Command: {command}")
+    print(f"Machine: {where}")
     print()
-    print(
-        table(
-            f"{title}, {args.epochs} epochs per fit, medians over {args.rounds} alternating rounds",
-            ["variant", "fit CPU s", "paired difference s", "relative"],
-            rows,
-        )
-    )
+    print(text)
+    block = args.block
+    if block is None and set(names) == set(VARIANTS):
+        block = f"ablation-{args.method}" + ("" if args.annotators is None else "-synthetic")
+    if args.out and block:
+        body = text.split("\n", 1)[1]
+        write_block(args.out, block, f"{heading}: `{command}` ({where}, {date.today()}).\n{body}")
 
 
 if __name__ == "__main__":

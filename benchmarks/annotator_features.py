@@ -33,7 +33,7 @@ the same with ``MaDLClassifier`` (its own defaults for the annotator model;
 from __future__ import annotations
 
 import argparse
-import re
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +43,9 @@ from sklearn.datasets import make_classification
 
 from skannot import AnnotMixClassifier, MaDLClassifier
 from skannot.datasets import simulate_feature_annotators
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_block  # noqa: E402
 
 N_CLASSES = 6
 N_TRAIN, N_TEST = 1000, 1000
@@ -153,14 +156,7 @@ def main():
     text = table(all_results)
     print(text)
     if args.write:
-        page = DOC.read_text()
-        marked = re.sub(
-            rf"(<!-- {METHODS[args.method][2]}:start -->\n).*?(<!-- {METHODS[args.method][2]}:end -->)",
-            lambda m: m[1] + text + "\n" + m[2],
-            page,
-            flags=re.S,
-        )
-        DOC.write_text(marked)
+        write_block(DOC, METHODS[args.method][2], text)
 
 
 if __name__ == "__main__":

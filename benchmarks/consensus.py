@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +60,9 @@ from skannot._testing import ESTIMATORS
 from skannot.annotations import majority_vote, matrix_to_long
 from skannot.datasets import fetch_music_genres
 from skannot.model_selection import cross_val_predict
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_block  # noqa: E402
 
 #: Goals of the issue, met by annot-mix with its defaults or not.
 GOALS = {"accuracy": 0.85, "auroc": 0.97, "spearman": 0.78}
@@ -250,20 +253,6 @@ def ceiling(X, Z, gold, seeds):
             )
         print(f"ceiling, {name}: {fmt(variants[f'{name}, consensus posterior'][-1])}", flush=True)
     return variants
-
-
-def write_block(path, marker, block):
-    page = Path(path)
-    content, found = re.subn(
-        rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)",
-        lambda m: m.group(1) + block + "\n" + m.group(2),
-        page.read_text(),
-        flags=re.S,
-    )
-    if not found:
-        raise SystemExit(f"{page} has no <!-- {marker} --> ... <!-- /{marker} --> markers")
-    page.write_text(content)
-    print(f"table written to {page}")
 
 
 def fmt(scores):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ import torch
 from skorch.dataset import Dataset
 
 from skannot import AnnotMixClassifier
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_block  # noqa: E402
 
 
 def write_data(directory, rows, features, annotators, labels_per_row, chunk=1 << 17):
@@ -131,10 +135,7 @@ def main():
     print(f"data written in {written:.1f} s")
     print(table)
     if args.out is not None:
-        text = args.out.read_text()
-        begin, end = "<!-- large-data:begin -->", "<!-- large-data:end -->"
-        head, rest = text.split(begin)
-        args.out.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end)[1]}")
+        write_block(args.out, "large-data", table)
 
 
 if __name__ == "__main__":

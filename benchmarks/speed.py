@@ -39,6 +39,10 @@ Parts (``--parts``, all by default):
 scikit-activeml is optional (``pip install "skannot[bench]"``); without it
 its rows are skipped with a message.
 
+Each part's table is printed and written into ``docs/performance.md``
+between its ``speed-PART`` markers where the page has them (``--out``; not
+with ``--quick``).
+
 Usage::
 
     SKANNOT_DATA=../shared/data python benchmarks/speed.py
@@ -56,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -70,6 +75,9 @@ from skannot._fast import FlatRAdam
 from skannot._nn import MLP
 from skannot.classifiers._annot_mix import AnnotMixModule
 from skannot.datasets import fetch_music_genres
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_block  # noqa: E402
 
 try:
     from skactiveml.classifier.multiannotator import AnnotMixClassifier as SkActiveMLAnnotMix
@@ -751,14 +759,25 @@ def main():
     parser.add_argument(
         "--skactiveml-scaling", action="store_true", help="also time scikit-activeml in the annotators part"
     )
+    parser.add_argument(
+        "--out",
+        default="docs/performance.md",
+        help="page whose speed-PART markers receive each part's table ('' to skip; never with --quick)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"Command: python {' '.join(sys.argv)}")
-    print(f"Machine: {machine(args.device)}", flush=True)
+    command, where = f"python {' '.join(sys.argv)}", machine(args.device)
+    print(f"Command: {command}")
+    print(f"Machine: {where}", flush=True)
     for name in args.parts.split(","):
         print()
-        print(PARTS[name](args), flush=True)
+        text = PARTS[name](args)
+        print(text, flush=True)
+        if args.out and not args.quick:
+            title, body = text.split("\n", 1)
+            block = f"{title.removeprefix('### ')}: `{command}` ({where}, {date.today()}).\n{body}"
+            write_block(args.out, f"speed-{name}", block, required=False)
 
 
 if __name__ == "__main__":

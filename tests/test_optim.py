@@ -284,3 +284,20 @@ def test_a_profiler_sees_the_step_and_torch_does_not_wrap_it_twice(monkeypatch, 
     assert entered == [] and not torch.equal(parameter, before)
     torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1).step()  # torch's own optimizers do enter it
     assert entered
+
+
+def test_one_replaced_gradient_or_parameter_is_noticed():
+    """A gradient's storage swapped under the same tensor, or one parameter's data replaced."""
+    model = _model()
+    optimizer = FlatRAdam(model.parameters(), lr=1e-2)
+    _train(model, optimizer, steps=2)
+    (flat,) = optimizer.param_groups[0]["params"]
+    weight = model[0].weight
+    weight.grad.data = torch.ones_like(weight)
+    optimizer.zero_grad()
+    assert weight.grad.untyped_storage().data_ptr() == flat.grad.untyped_storage().data_ptr()
+    replacement = weight.detach().clone() + 1
+    weight.data = replacement
+    optimizer.zero_grad()
+    assert weight.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
+    assert torch.equal(weight, replacement)

@@ -168,6 +168,7 @@ class FlatRAdam(torch.optim.RAdam):
         if groups and not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self._members = []
+        self._pointers = {}
         flat_groups = []
         for group in groups:
             members = [p for p in group["params"]]
@@ -195,9 +196,8 @@ class FlatRAdam(torch.optim.RAdam):
 
     # -- keeping the parameters views of the buffers ---------------------------
 
-    @staticmethod
-    def _link(flat, members):
-        """Make each member's data and gradient views of ``flat`` and ``flat.grad``."""
+    def _link(self, flat, members):
+        """Make the members' data and gradients views of ``flat`` and ``flat.grad``; note their addresses."""
         if flat.grad is None:
             flat.grad = torch.zeros_like(flat)
         offset = 0
@@ -206,24 +206,28 @@ class FlatRAdam(torch.optim.RAdam):
             p.data = flat.data[offset : offset + n].view_as(p)
             p.grad = flat.grad[offset : offset + n].view_as(p)
             offset += n
+        self._pointers[id(flat)] = (
+            flat.data_ptr(),
+            flat.grad.data_ptr(),
+            tuple((p.data_ptr(), p.grad.data_ptr()) for p in members),
+        )
 
-    @staticmethod
-    def _linked(flat, members):
+    def _linked(self, flat, members):
+        """Whether the buffers and the members' data and gradients still sit where :meth:`_link` put them.
+
+        Anything that replaces a parameter's data or gradient (``p.data = ...``,
+        ``module.to(...)``, ``p.grad = None``) gives it new memory, so
+        comparing addresses with those noted at linking time (two integers per
+        member, checked before each zero_grad and step) tells.
+        """
+        noted = self._pointers.get(id(flat))
         grad = flat.grad
-        if grad is None:
+        if noted is None or grad is None or flat.data_ptr() != noted[0] or grad.data_ptr() != noted[1]:
             return False
-        data_ptr, grad_ptr, size = flat.data_ptr(), grad.data_ptr(), flat.element_size()
-        offset = 0
-        for p in members:
-            if (
-                p.grad is None
-                or p.data_ptr() != data_ptr + offset * size
-                or p.grad.data_ptr() != grad_ptr + offset * size
-                or p.device != flat.device
-                or p.dtype != flat.dtype
-            ):
+        for p, (data_ptr, grad_ptr) in zip(members, noted[2]):
+            member_grad = p.grad
+            if member_grad is None or p.data_ptr() != data_ptr or member_grad.data_ptr() != grad_ptr:
                 return False
-            offset += p.numel()
         return True
 
     def _relink(self):
@@ -262,6 +266,7 @@ class FlatRAdam(torch.optim.RAdam):
     def __setstate__(self, state):
         # Gradients are not pickled: the next zero_grad or step links them again.
         super().__setstate__(state)
+        self._pointers = {}
 
     # -- the update ------------------------------------------------------------
 

@@ -187,7 +187,7 @@ def main():
         block = f"ablation-{args.method}" + ("" if args.annotators is None else "-synthetic")
     if args.out and block:
         body = text.split("\n", 1)[1]
-        write_block(args.out, block, f"{heading}: `{command}` ({where}, {date.today()}).\n{body}")
+        write_block(args.out, block, f"**{heading}**: `{command}`; {where}; {date.today()}.\n{body}")
 
 
 if __name__ == "__main__":

@@ -776,7 +776,7 @@ def main():
         print(text, flush=True)
         if args.out and not args.quick:
             title, body = text.split("\n", 1)
-            block = f"{title.removeprefix('### ')}: `{command}` ({where}, {date.today()}).\n{body}"
+            block = f"**{title.removeprefix('### ')}**: `{command}`; {where}; {date.today()}.\n{body}"
             write_block(args.out, f"speed-{name}", block, required=False)
 
 

@@ -232,7 +232,9 @@ def test_row_sparse_adam_returns_the_closure_loss():
 def _one_step(optimizer_class, parameter):
     """An optimizer of ``parameter`` with a gradient of ones (dense, or sparse rows 0 and 2)."""
     if optimizer_class is RowSparseAdam:
-        parameter.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.ones(2, 3), (4, 3))
+        parameter.grad = torch.sparse_coo_tensor(
+            torch.tensor([[0, 2]]), torch.ones(2, 3), (4, 3), check_invariants=True
+        )
         return optimizer_class([parameter], lr=0.1)
     optimizer = optimizer_class([parameter], lr=0.1)
     parameter.grad.fill_(1.0)  # a view of the optimizer's gradient buffer

@@ -10,9 +10,12 @@ figure, plus the same MLP on the gold labels (upper bound).
 Usage::
 
     SKANNOT_DATA=../shared/data python benchmarks/music_genres.py --seeds 10
-    SKANNOT_DATA=../shared/data python benchmarks/music_genres.py --methods annot_mix --seeds 3 --out ''
+    SKANNOT_DATA=../shared/data python benchmarks/music_genres.py --methods annot_mix --seeds 3 \
+        --out '' --plot ''
 
-The table is printed and written to ``docs/benchmarks.md`` (``--out``).
+The table is printed and written to ``docs/benchmarks.md`` (``--out``), the
+figure to ``docs/images/music_genres.png`` (``--plot``); a partial run should
+skip both, as the second line does.
 """
 
 from __future__ import annotations

@@ -13,7 +13,28 @@ so that running it again replaces its own numbers and nothing else.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
+
+
+def run_block(table, command, machine):
+    """A printed table as a docs block: its ``### title`` in bold with the command, machine and date.
+
+    Parameters
+    ----------
+    table : str
+        Markdown whose first line is ``### title`` and the rest the table.
+    command : str
+        The command line that produced it.
+    machine : str
+        A description of the machine it ran on.
+
+    Returns
+    -------
+    block : str
+    """
+    title, body = table.split("\n", 1)
+    return f"**{title.removeprefix('### ')}**: `{command}`; {machine}; {date.today()}.\n{body}"
 
 
 def write_block(page, name, text, required=True):

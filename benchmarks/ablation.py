@@ -63,7 +63,6 @@ import contextlib
 import sys
 import time
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +75,7 @@ from skannot._training import PairBatchIterator
 from skannot.classifiers._annot_mix import AnnotMixModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import write_block  # noqa: E402
+from _report import run_block, write_block  # noqa: E402
 from speed import fit_skannot, fit_skannot_crowd_layer, machine, music_genres, synthetic, table  # noqa: E402
 
 METHODS = {"annot_mix": fit_skannot, "crowd_layer": fit_skannot_crowd_layer}
@@ -186,8 +185,7 @@ def main():
     if block is None and set(names) == set(VARIANTS):
         block = f"ablation-{args.method}" + ("" if args.annotators is None else "-synthetic")
     if args.out and block:
-        body = text.split("\n", 1)[1]
-        write_block(args.out, block, f"**{heading}**: `{command}`; {where}; {date.today()}.\n{body}")
+        write_block(args.out, block, run_block(text, command, where))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -77,7 +76,7 @@ from skannot.classifiers._annot_mix import AnnotMixModule
 from skannot.datasets import fetch_music_genres
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import write_block  # noqa: E402
+from _report import run_block, write_block  # noqa: E402
 
 try:
     from skactiveml.classifier.multiannotator import AnnotMixClassifier as SkActiveMLAnnotMix
@@ -775,9 +774,7 @@ def main():
         text = PARTS[name](args)
         print(text, flush=True)
         if args.out and not args.quick:
-            title, body = text.split("\n", 1)
-            block = f"**{title.removeprefix('### ')}**: `{command}`; {where}; {date.today()}.\n{body}"
-            write_block(args.out, f"speed-{name}", block, required=False)
+            write_block(args.out, f"speed-{name}", run_block(text, command, where), required=False)
 
 
 if __name__ == "__main__":

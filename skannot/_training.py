@@ -347,11 +347,14 @@ class CrowdNet(NeuralNet):
         super()._set_training(training)
 
     def _plain_modules(self):
-        """Every module under ``module_`` and ``criterion_``, or None if one has its own ``train``.
+        """Every module under the net's modules and criteria, or None if one has its own ``train``.
 
-        Cached until the roots change or the next epoch begins.
+        The roots are those skorch's ``_set_training`` switches (``module_``,
+        ``criterion_`` and any other registered one, such as the Accelerate
+        net's ``pair_step_``). Cached until the roots change or the next
+        epoch begins.
         """
-        roots = (self.module_, self.criterion_)
+        roots = tuple(getattr(self, name + "_") for name in self._modules + self._criteria)
         key = tuple(map(id, roots))
         cached = self.__dict__.get("_training_modules")
         if cached is None or cached[0] != key:

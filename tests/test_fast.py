@@ -113,6 +113,10 @@ def test_the_mode_cache_still_switches_every_module_to_training_mode(crowd_data)
     net._set_training(True)
     assert all(m.training for m in modules)
     assert "_training_modules" not in pickle.loads(pickle.dumps(net)).__dict__
+    with net._current_init_context("module"):  # any module skorch registers on the net counts too
+        net.extra_ = torch.nn.Linear(2, 2).eval()
+    net._set_training(True)
+    assert net.extra_.training
 
 
 def test_the_mode_cache_leaves_modules_with_their_own_train_to_skorch(crowd_data):
